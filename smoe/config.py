@@ -1,0 +1,222 @@
+"""Frozen, validated run configs loaded from YAML.
+
+Every check runs in `__post_init__`, before any work: a bad value raises `UserError` with one line
+naming the key and the fix, and the CLI turns that into exit code 2 with nothing written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from smoe.errors import UserError
+
+MODEL_KINDS = ("dense", "topk", "sectional")
+RECOMBINE_MODES = ("none", "mix")
+
+
+def _require(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise UserError(f"{key}: {message}")
+
+
+def _positive(obj: Any, section: str, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(value > 0, f"{section}.{name}", f"must be > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One causal byte-level LM; `kind` picks what replaces the dense blocks."""
+
+    kind: str = "sectional"
+    vocab_size: int = 256
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    ffn_mult: int = 4
+    seq_len: int = 128
+    n_experts: int = 4
+    # token-routed top-k MoE
+    top_k: int = 2
+    capacity_factor: float = 1.25
+    load_balance_coef: float = 0.01
+    router_z_coef: float = 0.001
+    # sectional MoE: the first `pre_layers` of `n_layers` are full-width pre-expert blocks
+    pre_layers: int = 1
+    expert_heads: int = 1
+    shorten: int = 1
+    recombine: str = "mix"
+
+    def __post_init__(self) -> None:
+        _require(self.kind in MODEL_KINDS, "model.kind", f"must be one of {MODEL_KINDS}, got {self.kind!r}")
+        _positive(self, "model", "vocab_size", "d_model", "n_layers", "n_heads", "ffn_mult", "seq_len",
+                  "n_experts", "top_k", "capacity_factor", "expert_heads", "shorten")
+        _require(self.d_model % self.n_heads == 0, "model.n_heads",
+                 f"must divide d_model={self.d_model}, got {self.n_heads}")
+        _require(self.load_balance_coef >= 0 and self.router_z_coef >= 0, "model.load_balance_coef",
+                 "loss coefficients must be >= 0")
+        if self.kind == "topk":
+            _require(self.top_k <= self.n_experts, "model.top_k",
+                     f"must be <= n_experts={self.n_experts}, got {self.top_k}")
+        if self.kind == "sectional":
+            _require(self.d_model % self.n_experts == 0, "model.n_experts",
+                     f"must divide d_model={self.d_model}, got {self.n_experts} (pick a divisor of d_model)")
+            slice_width = self.d_model // self.n_experts
+            _require(slice_width % self.expert_heads == 0, "model.expert_heads",
+                     f"must divide the expert slice width d_model/n_experts={slice_width}, got {self.expert_heads}")
+            _require(0 <= self.pre_layers < self.n_layers, "model.pre_layers",
+                     f"must be in [0, n_layers={self.n_layers}) so at least one expert layer remains, "
+                     f"got {self.pre_layers}")
+            _require(self.seq_len % self.shorten == 0, "model.shorten",
+                     f"must divide seq_len={self.seq_len}, got {self.shorten}")
+            _require(self.recombine in RECOMBINE_MODES, "model.recombine",
+                     f"must be one of {RECOMBINE_MODES}, got {self.recombine!r}")
+
+    @property
+    def d_ff(self) -> int:
+        return self.ffn_mult * self.d_model
+
+    @property
+    def expert_width(self) -> int:
+        return self.d_model // self.n_experts
+
+    @property
+    def expert_layers(self) -> int:
+        return self.n_layers - self.pre_layers
+
+
+@dataclass(frozen=True)
+class MeshConfig:
+    """Device mesh ("data", "expert"); its size is checked against the devices when it is built."""
+
+    data: int = 1
+    expert: int = 1
+
+    def __post_init__(self) -> None:
+        _positive(self, "mesh", "data", "expert")
+
+    @property
+    def size(self) -> int:
+        return self.data * self.expert
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    corpus: str = "shakespeare"
+    val_fraction: float = 0.1
+    cache_dir: str = ""
+
+    def __post_init__(self) -> None:
+        _require(bool(self.corpus), "data.corpus", "must name a fetched corpus or a local text file/folder")
+        _require(0.0 < self.val_fraction < 1.0, "data.val_fraction",
+                 f"must be in (0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 200
+    batch_size: int = 16
+    learning_rate: float = 3e-3
+    warmup_steps: int = 20
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    eval_every: int = 100
+    eval_batches: int = 8
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        _positive(self, "train", "steps", "batch_size", "learning_rate", "grad_clip", "eval_every",
+                  "eval_batches", "checkpoint_every", "keep_checkpoints", "log_every")
+        _require(0 <= self.warmup_steps < self.steps, "train.warmup_steps",
+                 f"must be in [0, steps={self.steps}), got {self.warmup_steps}")
+        _require(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        # Cross-section rules: the batch is sharded over every device, experts over the expert axis.
+        _require(self.train.batch_size % self.mesh.size == 0, "train.batch_size",
+                 f"must be divisible by mesh.data*mesh.expert={self.mesh.size}, got {self.train.batch_size}")
+        if self.model.kind != "dense":
+            _require(self.model.n_experts % self.mesh.expert == 0, "mesh.expert",
+                     f"must divide model.n_experts={self.model.n_experts}, got {self.mesh.expert}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTION_TYPES = {"model": ModelConfig, "mesh": MeshConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """YAML gives ints for `1` and strings for `1e-3`; accept what a person means, reject the rest."""
+    if isinstance(default, bool):
+        _require(isinstance(value, bool), key, f"must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        _require(isinstance(value, int) and not isinstance(value, bool), key, f"must be an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{key}: must be a number, got {value!r}") from None
+    _require(isinstance(value, str), key, f"must be a string, got {value!r}")
+    return value
+
+
+def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    _require(isinstance(raw, dict), "config", "must be a YAML mapping with sections model/mesh/data/train")
+    sections = {}
+    for section, values in raw.items():
+        _require(section in _SECTION_TYPES, section,
+                 f"unknown section; valid sections are {sorted(_SECTION_TYPES)}")
+        values = values or {}
+        _require(isinstance(values, dict), section, "must be a mapping of key: value")
+        cls = _SECTION_TYPES[section]
+        defaults = cls()
+        valid = {f.name for f in fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            _require(key in valid, f"{section}.{key}", f"unknown key; valid keys are {sorted(valid)}")
+            kwargs[key] = _coerce(f"{section}.{key}", value, getattr(defaults, key))
+        sections[section] = cls(**kwargs)
+    return RunConfig(**sections)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`--set model.n_experts=8` style overrides; values parse as YAML scalars."""
+    merged = {section: dict(values or {}) for section, values in (raw or {}).items()}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        _require(bool(sep) and key.count(".") == 1, f"--set {item}", "must look like section.key=value")
+        section, name = key.split(".")
+        merged.setdefault(section, {})[name] = yaml.safe_load(text)
+    return merged
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        _require(path.is_file(), "config", f"file {str(path)!r} not found; pass an existing YAML file")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise UserError(f"config: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    return config_from_dict(apply_overrides(raw, list(overrides)))

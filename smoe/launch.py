@@ -1,0 +1,54 @@
+"""Several local processes joined by `jax.distributed` over loopback, with real CPU collectives (gloo).
+
+The same worker code runs unchanged on a GPU/TPU cluster, where `jax.distributed.initialize()`
+finds the coordinator and process ids from the cluster environment (`--distributed`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+from smoe.errors import UserError
+from smoe.sharding import emulate_cpu_devices
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_local(worker_argv: list[str], processes: int, mesh_size: int) -> int:
+    """Starts `processes` copies of `smoe <worker_argv>`, each owning mesh_size/processes CPU devices."""
+    if processes < 1 or mesh_size % processes:
+        raise UserError(f"--processes: must divide mesh.data*mesh.expert={mesh_size}, got {processes}")
+    coordinator = f"127.0.0.1:{_free_port()}"
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={mesh_size // processes}")
+    children = []
+    for process_id in range(processes):
+        argv = [sys.executable, "-m", "smoe.cli", *worker_argv, "--coordinator", coordinator,
+                "--num-processes", str(processes), "--process-id", str(process_id)]
+        children.append(subprocess.Popen(argv, env=env))
+    codes = [child.wait() for child in children]
+    return max(codes, key=abs)
+
+
+def init_worker(coordinator: str, num_processes: int, process_id: int) -> None:
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+
+
+def init_cluster() -> None:
+    import jax
+
+    jax.distributed.initialize()
+
+
+def prepare_single_process(mesh_size: int) -> None:
+    emulate_cpu_devices(mesh_size)

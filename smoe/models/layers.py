@@ -1,0 +1,86 @@
+"""Pure transformer-block math shared by every model, plus the module that holds one block's weights.
+
+The same `block_forward` runs a dense block at width d and a sectional expert at width d/E (under
+`jax.vmap` over stacked expert weights), so "sectional with E=1 equals dense" holds by construction.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+INIT_STD = 0.02
+
+
+class BlockWeights(NamedTuple):
+    norm_attn_d: jax.Array
+    w_qkv_dk: jax.Array  # k = 3 * d, laid out [q | k | v]
+    w_o_dd: jax.Array
+    norm_ffn_d: jax.Array
+    w_in_df: jax.Array
+    w_out_fd: jax.Array
+
+
+def rms_norm(x_btd: jax.Array, scale_d: jax.Array, eps: float = 1e-6) -> jax.Array:
+    variance = jnp.mean(jnp.square(x_btd), axis=-1, keepdims=True)
+    return x_btd * jax.lax.rsqrt(variance + eps) * scale_d
+
+
+def causal_attention(x_btd: jax.Array, w_qkv_dk: jax.Array, w_o_dd: jax.Array, n_heads: int) -> jax.Array:
+    b, t, d = x_btd.shape
+    head_dim = d // n_heads
+    qkv = (x_btd @ w_qkv_dk).reshape(b, t, 3, n_heads, head_dim)
+    q_bthk, k_bthk, v_bthk = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    scores_bhqs = jnp.einsum("bqhk,bshk->bhqs", q_bthk, k_bthk) / jnp.sqrt(head_dim).astype(x_btd.dtype)
+    causal_qs = jnp.tril(jnp.ones((t, t), dtype=bool))
+    scores_bhqs = jnp.where(causal_qs, scores_bhqs, jnp.finfo(scores_bhqs.dtype).min)
+    probs_bhqs = jax.nn.softmax(scores_bhqs, axis=-1)
+    out_bthk = jnp.einsum("bhqs,bshk->bqhk", probs_bhqs, v_bthk)
+    return out_bthk.reshape(b, t, d) @ w_o_dd
+
+
+def ffn(x_btd: jax.Array, w_in_df: jax.Array, w_out_fd: jax.Array) -> jax.Array:
+    return jax.nn.gelu(x_btd @ w_in_df) @ w_out_fd
+
+
+def attention_sublayer(norm_d: jax.Array, w_qkv_dk: jax.Array, w_o_dd: jax.Array, x_btd: jax.Array,
+                       n_heads: int) -> jax.Array:
+    return x_btd + causal_attention(rms_norm(x_btd, norm_d), w_qkv_dk, w_o_dd, n_heads)
+
+
+def block_forward(w: BlockWeights, x_btd: jax.Array, n_heads: int) -> jax.Array:
+    """Pre-norm block: x + attn(norm(x)), then + ffn(norm(.))."""
+    x_btd = attention_sublayer(w.norm_attn_d, w.w_qkv_dk, w.w_o_dd, x_btd, n_heads)
+    return x_btd + ffn(rms_norm(x_btd, w.norm_ffn_d), w.w_in_df, w.w_out_fd)
+
+
+def param(key: jax.Array | None, shape: tuple[int, ...], axes: tuple[str | None, ...], std: float | None) -> nnx.Param:
+    """A parameter whose sharding names travel as metadata; `std=None` means a norm scale of ones.
+
+    Eager sharding is off because modules are built before a mesh exists; `smoe.sharding` places them.
+    """
+    value = jnp.ones(shape, jnp.float32) if std is None else std * jax.random.normal(key, shape, jnp.float32)
+    return nnx.Param(value, sharding_names=axes, eager_sharding=False)
+
+
+class BlockParams(nnx.Module):
+    """One transformer block's weights, optionally with leading stacked axes (e.g. [expert, layer])."""
+
+    def __init__(self, d: int, d_ff: int, n_layers_total: int, rngs: nnx.Rngs,
+                 lead_shape: tuple[int, ...] = (), lead_axes: tuple[str | None, ...] = ()):
+        # GPT-2 style: residual-branch outputs scaled down with depth so the stream's variance stays O(1).
+        out_std = INIT_STD / (2 * n_layers_total) ** 0.5
+        lead = tuple(lead_shape)
+        axes = tuple(lead_axes)
+        self.norm_attn_d = param(None, lead + (d,), axes + (None,), None)
+        self.w_qkv_dk = param(rngs.params(), lead + (d, 3 * d), axes + (None, None), INIT_STD)
+        self.w_o_dd = param(rngs.params(), lead + (d, d), axes + (None, None), out_std)
+        self.norm_ffn_d = param(None, lead + (d,), axes + (None,), None)
+        self.w_in_df = param(rngs.params(), lead + (d, d_ff), axes + (None, None), INIT_STD)
+        self.w_out_fd = param(rngs.params(), lead + (d_ff, d), axes + (None, None), out_std)
+
+    def weights(self) -> BlockWeights:
+        return BlockWeights(*(getattr(self, name)[...] for name in BlockWeights._fields))

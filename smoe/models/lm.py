@@ -1,0 +1,45 @@
+"""The causal byte-level LM skeleton every model shares: embeddings, a trunk, final norm, LM head."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from smoe.config import ModelConfig
+from smoe.models.layers import INIT_STD, param, rms_norm
+from smoe.models.trunks import TRUNKS
+
+
+class LanguageModel(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.embed_vd = param(rngs.params(), (cfg.vocab_size, cfg.d_model), (None, None), INIT_STD)
+        self.pos_td = param(rngs.params(), (cfg.seq_len, cfg.d_model), (None, None), INIT_STD)
+        self.trunk = TRUNKS[cfg.kind](cfg, rngs)
+        self.norm_out_d = param(None, (cfg.d_model,), (None,), None)
+        self.head_dv = param(rngs.params(), (cfg.d_model, cfg.vocab_size), (None, None), INIT_STD)
+
+    def __call__(self, tokens_bt: jax.Array) -> tuple[jax.Array, dict]:
+        t = tokens_bt.shape[1]
+        x_btd = self.embed_vd[...][tokens_bt] + self.pos_td[...][:t]
+        x_btd, aux = self.trunk(x_btd)
+        logits_btv = rms_norm(x_btd, self.norm_out_d[...]) @ self.head_dv[...]
+        return logits_btv, aux
+
+
+def make_model(cfg: ModelConfig, seed: int) -> LanguageModel:
+    return LanguageModel(cfg, nnx.Rngs(params=seed))
+
+
+def lm_loss(model: LanguageModel, window_bt: jax.Array) -> tuple[jax.Array, dict]:
+    """Next-byte cross-entropy (nats) on windows of seq_len+1 tokens, plus the trunk's aux loss."""
+    inputs_bt, targets_bt = window_bt[:, :-1], window_bt[:, 1:]
+    logits_btv, aux = model(inputs_bt)
+    ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_btv.astype(jnp.float32), targets_bt))
+    return ce + aux["aux_loss"], {"ce": ce, "aux_loss": aux["aux_loss"], **aux["metrics"]}
+
+
+def count_params(model: nnx.Module) -> int:
+    return sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))

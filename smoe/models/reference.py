@@ -1,0 +1,110 @@
+"""Slow, obviously-correct float64 numpy references: the test oracles for every fast path.
+
+Each one loops the way the math is written (per head, per query, per token, per expert, per slice)
+and shares no code with the fast path except the weights it reads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from smoe.config import ModelConfig
+
+
+def _np(tree):
+    return [np.asarray(a, dtype=np.float64) for a in tree]
+
+
+def rms_norm(x_d: np.ndarray, scale_d: np.ndarray) -> np.ndarray:
+    return x_d / math.sqrt(float(np.mean(x_d * x_d)) + 1e-6) * scale_d
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """tanh approximation, the one jax.nn.gelu uses by default."""
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def attention(x_td: np.ndarray, w_qkv: np.ndarray, w_o: np.ndarray, n_heads: int) -> np.ndarray:
+    t, d = x_td.shape
+    hd = d // n_heads
+    out = np.zeros((t, d))
+    for h in range(n_heads):
+        cols = slice(h * hd, (h + 1) * hd)
+        q = x_td @ w_qkv[:, :d][:, cols]
+        k = x_td @ w_qkv[:, d:2 * d][:, cols]
+        v = x_td @ w_qkv[:, 2 * d:][:, cols]
+        for i in range(t):
+            scores = np.array([q[i] @ k[j] / math.sqrt(hd) for j in range(i + 1)])
+            p = np.exp(scores - scores.max())
+            p /= p.sum()
+            out[i, cols] = sum(p[j] * v[j] for j in range(i + 1))
+    return out @ w_o
+
+
+def block(weights, x_td: np.ndarray, n_heads: int) -> np.ndarray:
+    norm_attn, w_qkv, w_o, norm_ffn, w_in, w_out = _np(weights)
+    normed = np.stack([rms_norm(row, norm_attn) for row in x_td])
+    x_td = x_td + attention(normed, w_qkv, w_o, n_heads)
+    normed = np.stack([rms_norm(row, norm_ffn) for row in x_td])
+    return x_td + gelu(normed @ w_in) @ w_out
+
+
+def pool_causal(x_td: np.ndarray, r: int) -> np.ndarray:
+    t, d = x_td.shape
+    out = np.zeros((t // r, d))
+    for j in range(t // r):
+        members = [x_td[i] if i >= 0 else np.zeros(d) for i in range(j * r - r + 1, j * r + 1)]
+        out[j] = np.mean(members, axis=0)
+    return out
+
+
+def sectional_trunk(trunk, x_btd: np.ndarray, cfg: ModelConfig) -> np.ndarray:
+    """Pre-expert blocks, then each expert e runs its layers on columns [e*w, (e+1)*w) of the shortened stream."""
+    width, r = cfg.expert_width, cfg.shorten
+    experts = [np.asarray(a, dtype=np.float64) for a in trunk.experts.weights()]
+    mix = np.asarray(trunk.w_mix_dd[...], dtype=np.float64) if cfg.recombine == "mix" else None
+    outputs = []
+    for x_td in np.asarray(x_btd, dtype=np.float64):
+        for pre in trunk.pre_blocks:
+            x_td = block(pre.weights(), x_td, cfg.n_heads)
+        short_sd = pool_causal(x_td, r)
+        delta_sd = np.zeros_like(short_sd)
+        for e in range(cfg.n_experts):
+            cols = slice(e * width, (e + 1) * width)
+            h = short_sd[:, cols]
+            for layer in range(cfg.expert_layers):
+                h = block([a[e, layer] for a in experts], h, cfg.expert_heads)
+            delta_sd[:, cols] = h - short_sd[:, cols]
+        if mix is not None:
+            delta_sd = delta_sd @ mix
+        outputs.append(x_td + np.stack([delta_sd[i // r] for i in range(x_td.shape[0])]))
+    return np.stack(outputs)
+
+
+def top_k_ffn(block_params, h_gsd: np.ndarray, cfg: ModelConfig) -> tuple[np.ndarray, float]:
+    """Token by token: each choice round in token order takes a slot if its expert has one left."""
+    w_router = np.asarray(block_params.w_router_de[...], dtype=np.float64)
+    w_in = np.asarray(block_params.w_in_edf[...], dtype=np.float64)
+    w_out = np.asarray(block_params.w_out_efd[...], dtype=np.float64)
+    g, s, _ = h_gsd.shape
+    capacity = max(1, math.ceil(cfg.capacity_factor * cfg.top_k * s / cfg.n_experts))
+    out = np.zeros(h_gsd.shape)
+    dropped = 0
+    for gi in range(g):
+        h_sd = np.asarray(h_gsd[gi], dtype=np.float64)
+        logits = h_sd @ w_router
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        choices = [sorted(range(cfg.n_experts), key=lambda e, p=p: -p[e])[:cfg.top_k] for p in probs]
+        used = [0] * cfg.n_experts
+        for k in range(cfg.top_k):
+            for si in range(s):
+                e = choices[si][k]
+                if used[e] < capacity:
+                    used[e] += 1
+                    out[gi, si] += probs[si, e] * (gelu(h_sd[si] @ w_in[e]) @ w_out[e])
+                else:
+                    dropped += 1
+    return out, dropped / (g * s * cfg.top_k)

@@ -1,0 +1,119 @@
+"""The three trunks that sit between the shared embedding and LM head.
+
+Each trunk maps x[b, t, d] -> (x[b, t, d], aux) where aux = {"aux_loss": scalar already weighted by
+its coefficient, "metrics": {name: array}}; the LM adds aux_loss to the cross-entropy.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from smoe.config import ModelConfig
+from smoe.models import routing
+from smoe.models.expert_parallel import EXPERT_AXIS, expert_parallel
+from smoe.models.layers import INIT_STD, BlockParams, attention_sublayer, block_forward, ffn, param, rms_norm
+from smoe.models.shortening import pool_causal, upsample
+
+Aux = dict
+
+
+def _no_aux() -> Aux:
+    return {"aux_loss": jnp.zeros((), jnp.float32), "metrics": {}}
+
+
+class DenseTrunk(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.n_heads = cfg.n_heads
+        self.blocks = nnx.List([BlockParams(cfg.d_model, cfg.d_ff, cfg.n_layers, rngs) for _ in range(cfg.n_layers)])
+
+    def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
+        for block in self.blocks:
+            x_btd = block_forward(block.weights(), x_btd, self.n_heads)
+        return x_btd, _no_aux()
+
+
+class TopKBlock(nnx.Module):
+    """Attention, then a token-routed FFN whose E experts are each as wide as the dense FFN."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        d, f, e = cfg.d_model, cfg.d_ff, cfg.n_experts
+        out_std = INIT_STD / (2 * cfg.n_layers) ** 0.5
+        self.norm_attn_d = param(None, (d,), (None,), None)
+        self.w_qkv_dk = param(rngs.params(), (d, 3 * d), (None, None), INIT_STD)
+        self.w_o_dd = param(rngs.params(), (d, d), (None, None), out_std)
+        self.norm_ffn_d = param(None, (d,), (None,), None)
+        self.w_router_de = param(rngs.params(), (d, e), (None, None), INIT_STD)
+        self.w_in_edf = param(rngs.params(), (e, d, f), (EXPERT_AXIS, None, None), INIT_STD)
+        self.w_out_efd = param(rngs.params(), (e, f, d), (EXPERT_AXIS, None, None), out_std)
+
+
+def top_k_ffn(block: TopKBlock, h_gsd: jax.Array, cfg: ModelConfig) -> tuple[jax.Array, routing.Routing]:
+    capacity = routing.expert_capacity(h_gsd.shape[1], cfg.n_experts, cfg.top_k, cfg.capacity_factor)
+    route = routing.route_top_k(h_gsd, block.w_router_de[...], cfg.top_k, capacity)
+    x_gecd = routing.dispatch(h_gsd, route.dispatch_gsec)
+    y_gecd = expert_parallel(lambda w, x_gcd: ffn(x_gcd, *w), (block.w_in_edf[...], block.w_out_efd[...]), x_gecd)
+    return routing.combine(y_gecd, route.combine_gsec), route
+
+
+class TopKTrunk(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.blocks = nnx.List([TopKBlock(cfg, rngs) for _ in range(cfg.n_layers)])
+
+    def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
+        cfg = self.cfg
+        aux_loss = jnp.zeros((), jnp.float32)
+        metrics = {}
+        for layer, block in enumerate(self.blocks):
+            x_btd = attention_sublayer(block.norm_attn_d[...], block.w_qkv_dk[...], block.w_o_dd[...], x_btd, cfg.n_heads)
+            y_btd, route = top_k_ffn(block, rms_norm(x_btd, block.norm_ffn_d[...]), cfg)
+            x_btd = x_btd + y_btd
+            balance, z = routing.load_balance_loss(route), routing.router_z_loss(route)
+            aux_loss = aux_loss + cfg.load_balance_coef * balance + cfg.router_z_coef * z
+            layer_metrics = routing.routing_metrics(route) | {"load_balance_loss": balance, "router_z_loss": z}
+            metrics.update({f"layer{layer}/{name}": value for name, value in layer_metrics.items()})
+        return x_btd, {"aux_loss": aux_loss, "metrics": metrics}
+
+
+def expert_stack_forward(w_layers, x_btd: jax.Array, n_heads: int) -> jax.Array:
+    """One expert's layers on its own slice; weights carry a leading layer axis."""
+    for layer in range(w_layers.w_qkv_dk.shape[0]):
+        x_btd = block_forward(jax.tree.map(lambda a, i=layer: a[i], w_layers), x_btd, n_heads)
+    return x_btd
+
+
+class SectionalTrunk(nnx.Module):
+    """Full-width pre-expert blocks, optional causal shortening, then E experts on d/E slices each.
+
+    The expert stage produces an update `delta` at the shortened length; recombination optionally
+    mixes it across slices with a d x d projection, and the update is upsampled and added to the
+    full-length residual stream. With r = 1, E = 1 and no mixing this is exactly the dense trunk.
+    """
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.pre_blocks = nnx.List([BlockParams(cfg.d_model, cfg.d_ff, cfg.n_layers, rngs) for _ in range(cfg.pre_layers)])
+        width = cfg.expert_width
+        self.experts = BlockParams(width, cfg.ffn_mult * width, cfg.n_layers, rngs,
+                                   lead_shape=(cfg.n_experts, cfg.expert_layers), lead_axes=(EXPERT_AXIS, None))
+        if cfg.recombine == "mix":
+            self.w_mix_dd = param(rngs.params(), (cfg.d_model, cfg.d_model), (None, None), INIT_STD)
+
+    def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
+        cfg = self.cfg
+        for block in self.pre_blocks:
+            x_btd = block_forward(block.weights(), x_btd, cfg.n_heads)
+        short_bsd = pool_causal(x_btd, cfg.shorten)
+        b, s, d = short_bsd.shape
+        slices_besw = short_bsd.reshape(b, s, cfg.n_experts, cfg.expert_width).transpose(0, 2, 1, 3)
+        out_besw = expert_parallel(lambda w, x: expert_stack_forward(w, x, cfg.expert_heads),
+                                   self.experts.weights(), slices_besw)
+        delta_bsd = out_besw.transpose(0, 2, 1, 3).reshape(b, s, d) - short_bsd
+        if cfg.recombine == "mix":
+            delta_bsd = delta_bsd @ self.w_mix_dd[...]
+        return x_btd + upsample(delta_bsd, cfg.shorten), _no_aux()
+
+
+TRUNKS = {"dense": DenseTrunk, "topk": TopKTrunk, "sectional": SectionalTrunk}
