@@ -43,3 +43,11 @@ def expert_parallel(expert_fn: Callable[[Any, jax.Array], jax.Array], weights_e:
 
     weight_specs = jax.tree.map(lambda _: P(EXPERT_AXIS), weights_e)
     return jax.shard_map(local, in_specs=(weight_specs, P(BATCH_AXES)), out_specs=P(BATCH_AXES))(weights_e, x_be)
+
+
+def batch_local(fn: Callable[[Any, jax.Array], Any], weights: Any, x_b: jax.Array) -> Any:
+    """fn(weights, x_b) shard by shard along the batch, for per-sequence work XLA would otherwise
+    gather: its SPMD partitioner does not split `top_k` over a batch axis and all-gathers instead."""
+    if jax.sharding.get_abstract_mesh().empty:
+        return fn(weights, x_b)
+    return jax.shard_map(fn, in_specs=(P(), P(BATCH_AXES)), out_specs=P(BATCH_AXES))(weights, x_b)

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 INIT_STD = 0.02
@@ -57,30 +58,32 @@ def block_forward(w: BlockWeights, x_btd: jax.Array, n_heads: int) -> jax.Array:
     return x_btd + ffn(rms_norm(x_btd, w.norm_ffn_d), w.w_in_df, w.w_out_fd)
 
 
-def param(key: jax.Array | None, shape: tuple[int, ...], axes: tuple[str | None, ...], std: float | None) -> nnx.Param:
+def param(rng: np.random.Generator, shape: tuple[int, ...], axes: tuple[str | None, ...], std: float | None) -> nnx.Param:
     """A parameter whose sharding names travel as metadata; `std=None` means a norm scale of ones.
 
+    Weights come from a seeded numpy generator: jax.random compiles once per distinct shape (~0.4 s
+    each on CPU), which made building a model take longer than training it for a few steps.
     Eager sharding is off because modules are built before a mesh exists; `smoe.sharding` places them.
     """
-    value = jnp.ones(shape, jnp.float32) if std is None else std * jax.random.normal(key, shape, jnp.float32)
-    return nnx.Param(value, sharding_names=axes, eager_sharding=False)
+    value = np.ones(shape, np.float32) if std is None else (std * rng.standard_normal(shape)).astype(np.float32)
+    return nnx.Param(jnp.asarray(value), out_sharding=axes, eager_sharding=False)
 
 
 class BlockParams(nnx.Module):
     """One transformer block's weights, optionally with leading stacked axes (e.g. [expert, layer])."""
 
-    def __init__(self, d: int, d_ff: int, n_layers_total: int, rngs: nnx.Rngs,
+    def __init__(self, d: int, d_ff: int, n_layers_total: int, rng: np.random.Generator,
                  lead_shape: tuple[int, ...] = (), lead_axes: tuple[str | None, ...] = ()):
         # GPT-2 style: residual-branch outputs scaled down with depth so the stream's variance stays O(1).
         out_std = INIT_STD / (2 * n_layers_total) ** 0.5
         lead = tuple(lead_shape)
         axes = tuple(lead_axes)
-        self.norm_attn_d = param(None, lead + (d,), axes + (None,), None)
-        self.w_qkv_dk = param(rngs.params(), lead + (d, 3 * d), axes + (None, None), INIT_STD)
-        self.w_o_dd = param(rngs.params(), lead + (d, d), axes + (None, None), out_std)
-        self.norm_ffn_d = param(None, lead + (d,), axes + (None,), None)
-        self.w_in_df = param(rngs.params(), lead + (d, d_ff), axes + (None, None), INIT_STD)
-        self.w_out_fd = param(rngs.params(), lead + (d_ff, d), axes + (None, None), out_std)
+        self.norm_attn_d = param(rng, lead + (d,), axes + (None,), None)
+        self.w_qkv_dk = param(rng, lead + (d, 3 * d), axes + (None, None), INIT_STD)
+        self.w_o_dd = param(rng, lead + (d, d), axes + (None, None), out_std)
+        self.norm_ffn_d = param(rng, lead + (d,), axes + (None,), None)
+        self.w_in_df = param(rng, lead + (d, d_ff), axes + (None, None), INIT_STD)
+        self.w_out_fd = param(rng, lead + (d_ff, d), axes + (None, None), out_std)
 
     def weights(self) -> BlockWeights:
         return BlockWeights(*(getattr(self, name)[...] for name in BlockWeights._fields))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
@@ -13,13 +14,13 @@ from smoe.models.trunks import TRUNKS
 
 
 class LanguageModel(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rng: np.random.Generator):
         self.cfg = cfg
-        self.embed_vd = param(rngs.params(), (cfg.vocab_size, cfg.d_model), (None, None), INIT_STD)
-        self.pos_td = param(rngs.params(), (cfg.seq_len, cfg.d_model), (None, None), INIT_STD)
-        self.trunk = TRUNKS[cfg.kind](cfg, rngs)
-        self.norm_out_d = param(None, (cfg.d_model,), (None,), None)
-        self.head_dv = param(rngs.params(), (cfg.d_model, cfg.vocab_size), (None, None), INIT_STD)
+        self.embed_vd = param(rng, (cfg.vocab_size, cfg.d_model), (None, None), INIT_STD)
+        self.pos_td = param(rng, (cfg.seq_len, cfg.d_model), (None, None), INIT_STD)
+        self.trunk = TRUNKS[cfg.kind](cfg, rng)
+        self.norm_out_d = param(rng, (cfg.d_model,), (None,), None)
+        self.head_dv = param(rng, (cfg.d_model, cfg.vocab_size), (None, None), INIT_STD)
 
     def __call__(self, tokens_bt: jax.Array) -> tuple[jax.Array, dict]:
         t = tokens_bt.shape[1]
@@ -30,7 +31,7 @@ class LanguageModel(nnx.Module):
 
 
 def make_model(cfg: ModelConfig, seed: int) -> LanguageModel:
-    return LanguageModel(cfg, nnx.Rngs(params=seed))
+    return LanguageModel(cfg, np.random.default_rng(seed))
 
 
 def lm_loss(model: LanguageModel, window_bt: jax.Array) -> tuple[jax.Array, dict]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from smoe.config import ModelConfig
 from smoe.models import routing
-from smoe.models.expert_parallel import EXPERT_AXIS, expert_parallel
+from smoe.models.expert_parallel import EXPERT_AXIS, batch_local, expert_parallel
 from smoe.models.layers import INIT_STD, BlockParams, attention_sublayer, block_forward, ffn, param, rms_norm
 from smoe.models.shortening import pool_causal, upsample
 
@@ -24,9 +25,9 @@ def _no_aux() -> Aux:
 
 
 class DenseTrunk(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rng: np.random.Generator):
         self.n_heads = cfg.n_heads
-        self.blocks = nnx.List([BlockParams(cfg.d_model, cfg.d_ff, cfg.n_layers, rngs) for _ in range(cfg.n_layers)])
+        self.blocks = nnx.List([BlockParams(cfg.d_model, cfg.d_ff, cfg.n_layers, rng) for _ in range(cfg.n_layers)])
 
     def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
         for block in self.blocks:
@@ -37,30 +38,30 @@ class DenseTrunk(nnx.Module):
 class TopKBlock(nnx.Module):
     """Attention, then a token-routed FFN whose E experts are each as wide as the dense FFN."""
 
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rng: np.random.Generator):
         d, f, e = cfg.d_model, cfg.d_ff, cfg.n_experts
         out_std = INIT_STD / (2 * cfg.n_layers) ** 0.5
-        self.norm_attn_d = param(None, (d,), (None,), None)
-        self.w_qkv_dk = param(rngs.params(), (d, 3 * d), (None, None), INIT_STD)
-        self.w_o_dd = param(rngs.params(), (d, d), (None, None), out_std)
-        self.norm_ffn_d = param(None, (d,), (None,), None)
-        self.w_router_de = param(rngs.params(), (d, e), (None, None), INIT_STD)
-        self.w_in_edf = param(rngs.params(), (e, d, f), (EXPERT_AXIS, None, None), INIT_STD)
-        self.w_out_efd = param(rngs.params(), (e, f, d), (EXPERT_AXIS, None, None), out_std)
+        self.norm_attn_d = param(rng, (d,), (None,), None)
+        self.w_qkv_dk = param(rng, (d, 3 * d), (None, None), INIT_STD)
+        self.w_o_dd = param(rng, (d, d), (None, None), out_std)
+        self.norm_ffn_d = param(rng, (d,), (None,), None)
+        self.w_router_de = param(rng, (d, e), (None, None), INIT_STD)
+        self.w_in_edf = param(rng, (e, d, f), (EXPERT_AXIS, None, None), INIT_STD)
+        self.w_out_efd = param(rng, (e, f, d), (EXPERT_AXIS, None, None), out_std)
 
 
 def top_k_ffn(block: TopKBlock, h_gsd: jax.Array, cfg: ModelConfig) -> tuple[jax.Array, routing.Routing]:
     capacity = routing.expert_capacity(h_gsd.shape[1], cfg.n_experts, cfg.top_k, cfg.capacity_factor)
-    route = routing.route_top_k(h_gsd, block.w_router_de[...], cfg.top_k, capacity)
+    route = batch_local(lambda w, h: routing.route_top_k(h, w, cfg.top_k, capacity), block.w_router_de[...], h_gsd)
     x_gecd = routing.dispatch(h_gsd, route.dispatch_gsec)
     y_gecd = expert_parallel(lambda w, x_gcd: ffn(x_gcd, *w), (block.w_in_edf[...], block.w_out_efd[...]), x_gecd)
     return routing.combine(y_gecd, route.combine_gsec), route
 
 
 class TopKTrunk(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rng: np.random.Generator):
         self.cfg = cfg
-        self.blocks = nnx.List([TopKBlock(cfg, rngs) for _ in range(cfg.n_layers)])
+        self.blocks = nnx.List([TopKBlock(cfg, rng) for _ in range(cfg.n_layers)])
 
     def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
         cfg = self.cfg
@@ -92,14 +93,14 @@ class SectionalTrunk(nnx.Module):
     full-length residual stream. With r = 1, E = 1 and no mixing this is exactly the dense trunk.
     """
 
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    def __init__(self, cfg: ModelConfig, rng: np.random.Generator):
         self.cfg = cfg
-        self.pre_blocks = nnx.List([BlockParams(cfg.d_model, cfg.d_ff, cfg.n_layers, rngs) for _ in range(cfg.pre_layers)])
+        self.pre_blocks = nnx.List([BlockParams(cfg.d_model, cfg.d_ff, cfg.n_layers, rng) for _ in range(cfg.pre_layers)])
         width = cfg.expert_width
-        self.experts = BlockParams(width, cfg.ffn_mult * width, cfg.n_layers, rngs,
+        self.experts = BlockParams(width, cfg.ffn_mult * width, cfg.n_layers, rng,
                                    lead_shape=(cfg.n_experts, cfg.expert_layers), lead_axes=(EXPERT_AXIS, None))
         if cfg.recombine == "mix":
-            self.w_mix_dd = param(rngs.params(), (cfg.d_model, cfg.d_model), (None, None), INIT_STD)
+            self.w_mix_dd = param(rng, (cfg.d_model, cfg.d_model), (None, None), INIT_STD)
 
     def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
         cfg = self.cfg
