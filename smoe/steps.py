@@ -58,7 +58,7 @@ def build(cfg: RunConfig, mesh: Mesh) -> Programs:
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, window_bt)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        return params, opt_state, metrics | {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return params, opt_state, metrics | {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     def eval_step(params, window_bt):
         return loss_fn(params, window_bt)[1]["ce"]

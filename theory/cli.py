@@ -1,0 +1,126 @@
+"""`smoe eopt`, `smoe fit`, `smoe fit-law`: thin wrappers over the theory library.
+
+Choices (regime, form) are validated by the library rather than by argparse `choices=`, so that
+every bad argument ends as one InputError line on stderr and exit code 2 (smoe/cli.py does that).
+The --json keys are a contract documented in theory/README.md; keep them stable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from theory.cost_fit import BASES, fit_cost_model
+from theory.cost_model import CostModel
+from theory.eopt import e_opt_closed_form, e_opt_integer, e_opt_numeric, feasible_experts
+from theory.errors import InputError
+from theory.law_data import load_law_csv
+from theory.loss_laws import FORMS, fit_law
+from theory.measurements import load_measurements
+
+FIT_JSON_KEYS = ("alpha", "alpha_ci", "coefficients", "e_opt", "e_opt_ci", "e_opt_integer", "holdout_mape")
+
+
+def register(subparsers) -> None:
+    eopt = subparsers.add_parser("eopt", help="S(E) over feasible E and the optimal expert count")
+    eopt.add_argument("--d", type=int, required=True, help="embedding width d0")
+    eopt.add_argument("--seq", type=int, required=True, help="sequence length L")
+    eopt.add_argument("--seq-reduced", type=int, default=None, help="L' after the pre-expert layer (default L)")
+    eopt.add_argument("--alpha", type=float, required=True, help="overhead coefficient of alpha*E^2 (MACs)")
+    eopt.add_argument("--regime", default="parallel", help="work (MACs summed over experts) or parallel (per device)")
+    eopt.add_argument("--heads", type=int, default=1, help="heads per expert slice must divide d0/E evenly")
+    eopt.add_argument("--ffn-mult", type=float, default=None, help="add FFN terms with this hidden multiple")
+    eopt.add_argument("--latency", type=float, default=0.0, help="linear per-expert cost latency*E (MACs)")
+    eopt.add_argument("--max-devices", type=int, default=None, help="upper bound on E (one expert per device group)")
+    eopt.add_argument("--no-pre", action="store_true", help="leave out the E-independent pre-expert terms")
+    eopt.add_argument("--json", action="store_true", help="print JSON: e_opt, e_opt_integer, table")
+    eopt.set_defaults(func=_run_eopt)
+
+    fit = subparsers.add_parser("fit", help="fit alpha and the cost coefficients to measured seconds(E)")
+    fit.add_argument("measurements", help="CSV (header with E, seconds) or JSON lines")
+    fit.add_argument("--holdout-above", type=int, default=None, help="fit E <= this, report MAPE on larger E")
+    fit.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates (0: no intervals)")
+    fit.add_argument("--regime", default="parallel", help=f"basis of the fit: one of {tuple(BASES)}")
+    fit.add_argument("--linear", action="store_true", help="add a linear-in-E latency coefficient")
+    fit.add_argument("--robust", action="store_true", help="soft-L1 loss instead of least squares")
+    fit.add_argument("--component", default=None, help="fit only the rows of this component")
+    fit.add_argument("--d", type=int, default=None, help="d0: restrict the integer E_opt to divisors of d0")
+    fit.add_argument("--heads", type=int, default=1, help="with --d: (d0/E) must be divisible by heads")
+    fit.add_argument("--max-devices", type=int, default=None, help="upper bound on the integer E_opt")
+    fit.add_argument("--confidence", type=float, default=0.95, help="interval coverage")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--json", action="store_true", help="print JSON with the keys in theory/README.md")
+    fit.set_defaults(func=_run_fit)
+
+    law = subparsers.add_parser("fit-law", help="fit a loss scaling law (Huber on log-residuals, L-BFGS)")
+    law.add_argument("data", help="CSV with N, D, loss (clark: N, E, loss; granularity: N, D, G, loss)")
+    law.add_argument("--form", default="chinchilla", help=f"one of {tuple(FORMS)}")
+    law.add_argument("--bootstrap", type=int, default=100, help="bootstrap replicates (0: no intervals)")
+    law.add_argument("--confidence", type=float, default=0.95, help="interval coverage")
+    law.add_argument("--seed", type=int, default=0)
+    law.add_argument("--json", action="store_true", help="print JSON: params, ci")
+    law.set_defaults(func=_run_fit_law)
+
+
+def _run_eopt(args: argparse.Namespace) -> int:
+    model = CostModel(
+        d0=args.d, seq_len=args.seq, seq_reduced=args.seq_reduced, alpha=args.alpha, heads=args.heads,
+        regime=args.regime, ffn_mult=args.ffn_mult, include_pre=not args.no_pre, latency=args.latency,
+    )
+    candidates = feasible_experts(model.d0, model.heads, args.max_devices)
+    table = [{"E": e, "S": float(model.total(e))} for e in candidates]
+    e_cont, e_int = e_opt_numeric(model), e_opt_integer(model, args.max_devices)
+    if args.json:
+        print(json.dumps({"e_opt": e_cont, "e_opt_integer": e_int, "table": table}))
+        return 0
+    traditional = model.traditional()
+    print(f"regime={model.regime}  d0={model.d0}  L={model.seq_len}  L'={model.l_reduced}  alpha={model.alpha:g}")
+    print(f"{'E':>6} {'S(E) [MACs]':>14} {'S/S_trad':>9}")
+    for row in table:
+        mark = "  <- best feasible" if row["E"] == e_int else ""
+        print(f"{row['E']:>6} {row['S']:>14.4e} {row['S'] / traditional:>9.3f}{mark}")
+    forms = [("qkv", e_opt_closed_form(model, "qkv"))]
+    if model.regime == "parallel":
+        forms.append(("attention", e_opt_closed_form(model, "attention")))
+    print(f"E_opt (numeric, continuous) = {e_cont:.4g}; best feasible integer = {e_int}")
+    print("closed forms: " + ", ".join(f"{name}-dominated {value:.4g}" for name, value in forms))
+    return 0
+
+
+def _fmt_ci(ci) -> str:
+    return "n/a" if ci is None else f"[{ci[0]:.4g}, {ci[1]:.4g}]"
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    result = fit_cost_model(
+        load_measurements(args.measurements), regime=args.regime, linear=args.linear, robust=args.robust,
+        holdout_above=args.holdout_above, bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed,
+        component=args.component, d0=args.d, heads=args.heads, max_devices=args.max_devices,
+    )
+    if args.json:
+        full = result.to_json()
+        print(json.dumps({k: full[k] for k in FIT_JSON_KEYS}))
+        return 0
+    cis = result.coefficient_ci or {}
+    print(f"regime={result.regime}  records fitted={result.n_train}  seconds(E) = sum_k c_k E^k")
+    for name, value in result.coefficients.items():
+        print(f"  {name:>7} = {value:.4e}  CI {_fmt_ci(cis.get(name))}")
+    print(f"E_opt = {result.e_opt:.4g}  CI {_fmt_ci(result.e_opt_ci)}  best integer = {result.e_opt_integer}")
+    if result.holdout_mape is not None:
+        print(f"held-out MAPE (E > {args.holdout_above}) = {result.holdout_mape:.2f}%")
+    return 0
+
+
+def _run_fit_law(args: argparse.Namespace) -> int:
+    if args.form not in FORMS:
+        raise InputError(f"--form must be one of {tuple(FORMS)}, got {args.form!r}")
+    data = load_law_csv(args.data, FORMS[args.form].features)
+    result = fit_law(args.form, data, bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed)
+    if args.json:
+        full = result.to_json()
+        print(json.dumps({"params": full["params"], "ci": full["ci"]}))
+        return 0
+    print(f"form={result.form}  points={result.n_points}  Huber objective={result.objective:.6g}")
+    for name, value in result.params.items():
+        print(f"  {name:>6} = {value:.5g}  CI {_fmt_ci(None if result.ci is None else result.ci[name])}")
+    return 0
