@@ -13,10 +13,11 @@ def _build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     # Registration imports must stay jax-free: subcommands import jax lazily in their handlers.
     from theory import cli as theory_cli
-    from smoe.data import cli as data_cli
     from smoe import train_cli
+    from smoe.data import cli as data_cli
+    from smoe.sweep import cli as sweep_cli
 
-    for module in (data_cli, train_cli, theory_cli):
+    for module in (data_cli, train_cli, sweep_cli, theory_cli):
         module.register(subparsers)
     return parser
 

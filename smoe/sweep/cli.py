@@ -1,0 +1,79 @@
+"""`smoe sweep`: run a sweep config resumably, or report/export an existing sweep directory.
+
+Imports stay jax-free; the point function for a kind is looked up only when a sweep runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from smoe.errors import UserError
+from smoe.sweep.kinds import runner_for
+from smoe.sweep.runner import run_sweep
+from smoe.sweep.spec import load_spec
+from smoe.sweep.store import ResultStore
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "sweep", help="run a resumable sweep, or show/export its results", description=__doc__,
+        usage="smoe sweep CONFIG.yaml --out DIR | --status DIR [--json] | --export DIR OUT.csv")
+    parser.add_argument("config", nargs="?", help="sweep YAML (name, kind, base, grid, points, repeats)")
+    parser.add_argument("--out", metavar="DIR", help="results directory; re-running resumes it")
+    parser.add_argument("--status", metavar="DIR", help="print how many points are done/failed")
+    parser.add_argument("--json", action="store_true", help="with --status: print JSON {total, done, failed}")
+    parser.add_argument("--export", nargs=2, metavar=("DIR", "OUT_CSV"), help="write done points to a CSV")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    modes = [name for name, given in (("CONFIG", args.config), ("--status", args.status), ("--export", args.export)) if given]
+    if len(modes) != 1:
+        raise UserError("sweep: give exactly one of CONFIG.yaml --out DIR, --status DIR, or --export DIR OUT.csv"
+                        + (f" (got {' and '.join(modes)})" if modes else ""))
+    if args.status:
+        return _status(Path(args.status), args.json)
+    if args.export:
+        return _export(Path(args.export[0]), Path(args.export[1]))
+    return _run(Path(args.config), args.out, progress=not args.no_progress)
+
+
+def _run(config: Path, out: str | None, progress: bool) -> int:
+    if not out:
+        raise UserError("sweep: --out DIR is required to run a sweep; pick a directory for results.sqlite")
+    spec = load_spec(config)
+    status = run_sweep(spec, out, runner_for(spec.kind), progress=progress)
+    print(_summary(Path(out), status))
+    if status["failed"]:
+        with ResultStore(out, create=False) as store:
+            for key, error in store.failures():
+                print(f"  failed {key}: {error}")
+        print("re-run the same command to retry the failed points")
+        return 1
+    return 0
+
+
+def _status(directory: Path, as_json: bool) -> int:
+    with ResultStore(directory, create=False) as store:
+        status = store.status()
+    if as_json:
+        print(json.dumps({key: status[key] for key in ("total", "done", "failed")}))
+    else:
+        print(_summary(directory, status))
+    return 0
+
+
+def _export(directory: Path, out_csv: Path) -> int:
+    if not out_csv.parent.is_dir():
+        raise UserError(f"sweep: cannot write {out_csv}: directory {out_csv.parent} does not exist")
+    with ResultStore(directory, create=False) as store:
+        count = store.export_csv(out_csv)
+    print(f"wrote {count} rows to {out_csv}")
+    return 0
+
+
+def _summary(directory: Path, status: dict[str, int]) -> str:
+    return (f"sweep {directory}: {status['done']}/{status['total']} done, {status['failed']} failed, "
+            f"{status['running']} running or interrupted")

@@ -1,0 +1,51 @@
+"""Run every point of a sweep that is not yet done, committing each result as soon as it exists."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from tqdm import tqdm
+
+from smoe.sweep.spec import SweepSpec, expand, point_key
+from smoe.sweep.store import ResultStore
+
+PointFn = Callable[[dict], dict]
+
+
+def run_sweep(spec: SweepSpec, out_dir: str | Path, run_point: PointFn, progress: bool = True) -> dict[str, int]:
+    """Points left `running` by a killed run, `failed`, or never started are (re)run; `done` ones are skipped.
+    A point whose function raises is marked failed and the sweep moves on; returns the store's status counts."""
+    points = expand(spec)
+    with ResultStore(out_dir) as store:
+        store.open_for(spec)
+        done = store.done_keys()
+        todo = [(point_key(point), point) for point in points if point_key(point) not in done]
+        bar = tqdm(total=len(points), initial=len(points) - len(todo), desc=f"sweep {spec.name}",
+                   unit="point", disable=not progress)
+        with bar:
+            for key, point in todo:
+                store.mark_running(key, point)
+                try:
+                    # A copy, so a point function that mutates its input cannot alter what gets stored.
+                    result = run_point(dict(point))
+                    _check_result(result)
+                except Exception as err:  # noqa: BLE001 - any point failure is recorded, not fatal
+                    store.mark_failed(key, _one_line(err))
+                else:
+                    store.mark_done(key, result)
+                bar.update(1)
+        return store.status()
+
+
+def _check_result(result: object) -> None:
+    # Checked before mark_done so a bad result fails its own point instead of aborting the sweep.
+    if not isinstance(result, dict):
+        raise TypeError(f"point function must return a dict, got {type(result).__name__}")
+    json.dumps(result)
+
+
+def _one_line(err: Exception) -> str:
+    message = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {message[0]}" if message else type(err).__name__
