@@ -21,8 +21,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_local(worker_argv: list[str], processes: int, mesh_size: int) -> int:
-    """Starts `processes` copies of `smoe <worker_argv>`, each owning mesh_size/processes CPU devices."""
+def launch_local(worker_argv: list[str], processes: int, mesh_size: int, module: str = "smoe.cli") -> int:
+    """Starts `processes` copies of `python -m module <worker_argv>`, each owning mesh_size/processes
+    CPU devices; the module must accept --coordinator, --num-processes and --process-id."""
     if processes < 1 or mesh_size % processes:
         raise UserError(f"--processes: must divide mesh.data*mesh.expert={mesh_size}, got {processes}")
     coordinator = f"127.0.0.1:{_free_port()}"
@@ -30,7 +31,7 @@ def launch_local(worker_argv: list[str], processes: int, mesh_size: int) -> int:
                XLA_FLAGS=f"--xla_force_host_platform_device_count={mesh_size // processes}")
     children = []
     for process_id in range(processes):
-        argv = [sys.executable, "-m", "smoe.cli", *worker_argv, "--coordinator", coordinator,
+        argv = [sys.executable, "-m", module, *worker_argv, "--coordinator", coordinator,
                 "--num-processes", str(processes), "--process-id", str(process_id)]
         children.append(subprocess.Popen(argv, env=env))
     codes = [child.wait() for child in children]

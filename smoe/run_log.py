@@ -38,6 +38,13 @@ def prepare_run_dir(out: Path, cfg: RunConfig, resume: bool) -> None:
     atomic_write_text(saved, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
+def _parse_row(line: str) -> dict | None:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
+
+
 def _jsonable(value):
     array = np.asarray(value)
     return array.item() if array.ndim == 0 else array.tolist()
@@ -51,10 +58,11 @@ class MetricsLog:
         if not enabled:
             return
         if self.path.exists():
-            # Rows logged after the checkpoint we resume from will be logged again; drop them.
-            rows = [line for line in self.path.read_text().splitlines()
-                    if line and json.loads(line)["step"] <= resume_step]
-            atomic_write_text(self.path, "".join(row + "\n" for row in rows))
+            # Rows logged after the checkpoint we resume from will be logged again, and a kill
+            # mid-append can leave a torn last line; keep only whole rows up to the checkpoint.
+            rows = [row for row in map(_parse_row, self.path.read_text().splitlines())
+                    if row is not None and row["step"] <= resume_step]
+            atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in rows))
         from tensorboardX import SummaryWriter
 
         self._writer = SummaryWriter(logdir=str(out / "tensorboard"), purge_step=resume_step + 1)

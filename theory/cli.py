@@ -37,10 +37,11 @@ def register(subparsers) -> None:
     eopt.set_defaults(func=_run_eopt)
 
     fit = subparsers.add_parser("fit", help="fit alpha and the cost coefficients to measured seconds(E)")
-    fit.add_argument("measurements", help="CSV (header with E, seconds) or JSON lines")
+    fit.add_argument("measurements", help="CSV (header with E, seconds), JSON lines, or a `smoe sweep` DIR")
     fit.add_argument("--holdout-above", type=int, default=None, help="fit E <= this, report MAPE on larger E")
     fit.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates (0: no intervals)")
-    fit.add_argument("--regime", default="parallel", help=f"basis of the fit: one of {tuple(BASES)}")
+    fit.add_argument("--regime", default=None,
+                     help=f"basis of the fit: one of {tuple(BASES)} (default parallel; for a sweep DIR, work on CPU)")
     fit.add_argument("--linear", action="store_true", help="add a linear-in-E latency coefficient")
     fit.add_argument("--robust", action="store_true", help="soft-L1 loss instead of least squares")
     fit.add_argument("--component", default=None, help="fit only the rows of this component")
@@ -93,7 +94,7 @@ def _fmt_ci(ci) -> str:
 
 def _run_fit(args: argparse.Namespace) -> int:
     result = fit_cost_model(
-        load_measurements(args.measurements), regime=args.regime, linear=args.linear, robust=args.robust,
+        load_measurements(args.measurements), regime=args.regime or "parallel", linear=args.linear, robust=args.robust,
         holdout_above=args.holdout_above, bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed,
         component=args.component, d0=args.d, heads=args.heads, max_devices=args.max_devices,
     )

@@ -22,10 +22,11 @@ class LanguageModel(nnx.Module):
         self.norm_out_d = param(rng, (cfg.d_model,), (None,), None)
         self.head_dv = param(rng, (cfg.d_model, cfg.vocab_size), (None, None), INIT_STD)
 
+    def embed(self, tokens_bt: jax.Array) -> jax.Array:
+        return self.embed_vd[...][tokens_bt] + self.pos_td[...][:tokens_bt.shape[1]]
+
     def __call__(self, tokens_bt: jax.Array) -> tuple[jax.Array, dict]:
-        t = tokens_bt.shape[1]
-        x_btd = self.embed_vd[...][tokens_bt] + self.pos_td[...][:t]
-        x_btd, aux = self.trunk(x_btd)
+        x_btd, aux = self.trunk(self.embed(tokens_bt))
         logits_btv = rms_norm(x_btd, self.norm_out_d[...]) @ self.head_dv[...]
         return logits_btv, aux
 

@@ -102,10 +102,14 @@ class SectionalTrunk(nnx.Module):
         if cfg.recombine == "mix":
             self.w_mix_dd = param(rng, (cfg.d_model, cfg.d_model), (None, None), INIT_STD)
 
+    def pre_expert(self, x_btd: jax.Array) -> jax.Array:
+        for block in self.pre_blocks:
+            x_btd = block_forward(block.weights(), x_btd, self.cfg.n_heads)
+        return x_btd
+
     def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
         cfg = self.cfg
-        for block in self.pre_blocks:
-            x_btd = block_forward(block.weights(), x_btd, cfg.n_heads)
+        x_btd = self.pre_expert(x_btd)
         short_bsd = pool_causal(x_btd, cfg.shorten)
         b, s, d = short_bsd.shape
         slices_besw = short_bsd.reshape(b, s, cfg.n_experts, cfg.expert_width).transpose(0, 2, 1, 3)

@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 
 from smoe.errors import UserError
-from smoe.sweep.kinds import runner_for
+from smoe.sweep.kinds import POINT_PREPARERS, runner_for
 from smoe.sweep.runner import run_sweep
-from smoe.sweep.spec import load_spec
+from smoe.sweep.spec import expand, load_spec
 from smoe.sweep.store import ResultStore
 
 
@@ -44,6 +44,7 @@ def _run(config: Path, out: str | None, progress: bool) -> int:
     if not out:
         raise UserError("sweep: --out DIR is required to run a sweep; pick a directory for results.sqlite")
     spec = load_spec(config)
+    POINT_PREPARERS.get(spec.kind, lambda points: None)(expand(spec))
     status = run_sweep(spec, out, runner_for(spec.kind), progress=progress)
     print(_summary(Path(out), status))
     if status["failed"]:

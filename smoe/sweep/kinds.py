@@ -24,6 +24,9 @@ def synthetic_point(point: dict) -> dict:
 
 
 POINT_RUNNERS: dict[str, Callable[[dict], dict]] = {"synthetic": synthetic_point}
+# Optional per-kind step run on all points before the first one: validate them (so a bad point is
+# refused before anything is written) and set process-wide state such as the emulated device count.
+POINT_PREPARERS: dict[str, Callable[[list[dict]], None]] = {}
 
 
 def runner_for(kind: str) -> Callable[[dict], dict]:

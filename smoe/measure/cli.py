@@ -1,0 +1,116 @@
+"""`smoe measure CONFIG.yaml [--set k=v ...] [--repeats N] [--json]`: time programs at each point.
+
+CONFIG holds `points:` (a list of mappings) or one point as the top-level mapping. Point keys:
+kind, E, d, L, r, batch, mesh_data, mesh_expert, n_layers, pre_layers, n_heads, expert_heads,
+ffn_mult, top_k, capacity_factor, recombine, vocab_size, seed, repeats, baselines. `--set E=8`
+overrides a key in every point. With `baselines: true` the dense and top-k models of the same size
+are measured too, and the table shows sectional/dense step time next to the FLOP-predicted ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from smoe.errors import UserError
+from smoe.measure import point as points
+from smoe.sweep.kinds import POINT_PREPARERS, POINT_RUNNERS
+
+PROGRAM_COLUMNS = ("train_step", "forward", "pre_expert", "experts", "exchange")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("measure", help="time train step, forward and sectional parts",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="YAML with `points:` or a single point")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one point key in every point; repeatable")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per program (default: point's or 5)")
+    parser.add_argument("--json", action="store_true", help="one JSON record per point instead of a table")
+    parser.set_defaults(func=run)
+    POINT_RUNNERS["measure"] = _sweep_point
+    POINT_PREPARERS["measure"] = _prepare_sweep
+
+
+def _sweep_point(point: dict) -> dict:
+    from smoe.measure.record import run_measure_point
+
+    return run_measure_point(point)
+
+
+def _prepare_sweep(listed: list[dict]) -> None:
+    # XLA reads the device-count flag when its CPU backend starts, before the first point runs.
+    from smoe.sharding import emulate_cpu_devices
+
+    emulate_cpu_devices(points.devices_needed([points.normalize(p) for p in listed]))
+
+
+def load_points(path: str, overrides: list[str]) -> list[dict]:
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"config: file {path!r} not found; pass an existing YAML file")
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UserError(f"config: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    listed = raw.get("points") if isinstance(raw, dict) and "points" in raw else [raw]
+    if not isinstance(listed, list) or not listed:
+        raise UserError("config.points: must be a non-empty list of point mappings")
+    parsed = []
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item}: must look like key=value")
+        parsed.append((key, yaml.safe_load(text)))
+    return [points.normalize(dict(p) | dict(parsed) if isinstance(p, dict) else p) for p in listed]
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.repeats is not None and args.repeats < 1:
+        raise UserError(f"--repeats: must be >= 1, got {args.repeats}")
+    todo = load_points(args.config, args.set)
+    # XLA reads this flag when its CPU backend starts, so it must be set before any jax call.
+    from smoe.sharding import emulate_cpu_devices
+
+    emulate_cpu_devices(points.devices_needed(todo))
+    from smoe.measure.peak import matmul_peak_flops
+    from smoe.measure.record import DEFAULT_REPEATS, run_measure_point
+
+    peak = None if args.json else matmul_peak_flops()
+    records = []
+    for p in todo:
+        repeats = args.repeats or p.get("repeats", DEFAULT_REPEATS)
+        record = run_measure_point(p | {"repeats": repeats})
+        if args.json:
+            print(json.dumps(record), flush=True)
+        records.append(record)
+    if not args.json:
+        print(format_table(records, peak))
+    return 0
+
+
+def _ms(record: dict, key: str) -> str:
+    return f"{1e3 * record[key]:.2f}" if key in record else "-"
+
+
+def format_table(records: list[dict], peak_flops: float) -> str:
+    """Median ms per program; `achieved` is analytic train-step FLOPs over its median time."""
+    header = ["kind", "E", "d", "L", "r", "mesh", *(f"{c}_ms" for c in PROGRAM_COLUMNS),
+              "dense_ms", "t/t_dense", "flops/flops_dense", "GFLOP/s", "of_peak"]
+    rows = [header]
+    for rec in records:
+        achieved = rec["analytic_flops.train_step"] / rec["train_step.median_s"]
+        ratio = lambda key: f"{rec[key]:.3f}" if key in rec else "-"  # noqa: E731
+        rows.append([rec["kind"], str(rec["E"]), str(rec["d"]), str(rec["L"]), str(rec["r"]),
+                     f"{rec['mesh_data']}x{rec['mesh_expert']}",
+                     *(_ms(rec, f"{c}.median_s") for c in PROGRAM_COLUMNS),
+                     _ms(rec, "baseline.dense.train_step.median_s"),
+                     ratio("ratio.step_time_over_dense"), ratio("ratio.flops_over_dense"),
+                     f"{achieved / 1e9:.2f}", f"{achieved / peak_flops:.1%}"])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines) + f"\nmatmul peak (one device, fp32): {peak_flops / 1e9:.2f} GFLOP/s; " \
+        "train FLOPs = 3 x analytic forward matmul FLOPs"

@@ -1,0 +1,55 @@
+"""One process of a multi-process measurement: `python -m smoe.measure.worker POINT.json OUT.json ...`.
+
+Started by `measure_in_processes` through the same launcher as `smoe train --processes`; every
+process runs the same programs (the collectives need all of them), process 0 writes the record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from smoe import launch
+
+
+def measure_in_processes(point: dict, repeats: int) -> dict:
+    """The record of `point` measured by point['processes'] local processes joined by jax.distributed."""
+    with tempfile.TemporaryDirectory(prefix="smoe-measure-") as tmp:
+        point_file, out_file = Path(tmp) / "point.json", Path(tmp) / "record.json"
+        point_file.write_text(json.dumps(point))
+        devices = point["mesh_data"] * point["mesh_expert"]
+        code = launch.launch_local([str(point_file), str(out_file), "--repeats", str(repeats)],
+                                   point["processes"], devices, module="smoe.measure.worker")
+        if code != 0 or not out_file.exists():
+            raise RuntimeError(f"multi-process measurement failed with exit code {code}")
+        return json.loads(out_file.read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("point")
+    parser.add_argument("out")
+    parser.add_argument("--repeats", type=int, required=True)
+    parser.add_argument("--coordinator", required=True)
+    parser.add_argument("--num-processes", type=int, required=True)
+    parser.add_argument("--process-id", type=int, required=True)
+    args = parser.parse_args(argv)
+    launch.init_worker(args.coordinator, args.num_processes, args.process_id)
+    import jax
+
+    from smoe.measure.record import measure_point
+
+    record = measure_point(json.loads(Path(args.point).read_text()), args.repeats)
+    if jax.process_index() == 0:
+        tmp = Path(args.out).with_suffix(".tmp")
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

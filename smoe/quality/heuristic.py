@@ -1,0 +1,131 @@
+"""The one budget -> run config heuristic every quality-sweep point goes through.
+
+Convention (written down in smoe/quality/README.md): a budget C is training FLOPs from the analytic
+matmul count, so tokens D = C / F where F = 3 x forward FLOPs per token (`train_flops_per_token`),
+and steps = round(D / (batch x seq_len)). Nothing is tuned per run: width alone sets the head count,
+batch and learning rate, and the budget alone sets the step count, so every family at a budget gets
+the same treatment and a difference in loss cannot come from a hand-picked setting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from smoe.config import MODEL_KINDS, DataConfig, MeshConfig, ModelConfig, RunConfig, TrainConfig
+from smoe.errors import UserError
+from smoe.quality.accounting import train_flops_per_token
+
+HEAD_DIM = 16
+# Rounding steps to an integer misses the budget by at most 0.5 / steps, so 50 steps bounds it by 1%.
+MIN_STEPS = 50
+EVALS_PER_RUN = 6  # intermediate evals give the loss curve that time-to-loss is read from
+LOGS_PER_RUN = 20  # train rows carry tokens/s; the median over them is the run's throughput
+PRE_LAYERS = 1
+
+
+@dataclass(frozen=True)
+class QualityPoint:
+    """One sweep point: which model, how wide, and how much compute. Field names are the YAML keys."""
+
+    family: str
+    d_model: int
+    budget: float
+    n_layers: int = 4
+    seq_len: int = 64
+    n_experts: int = 1
+    top_k: int = 1
+    shorten: int = 1
+    seed: int = 0
+    corpus: str = "shakespeare"
+    eval_batches: int = 4
+
+    def __post_init__(self) -> None:
+        if self.family not in MODEL_KINDS:
+            raise UserError(f"family: must be one of {MODEL_KINDS}, got {self.family!r}")
+        for name in ("d_model", "n_layers", "seq_len", "n_experts", "top_k", "shorten", "eval_batches"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"{name}: must be an integer >= 1, got {value!r}")
+        if not (isinstance(self.budget, float) and math.isfinite(self.budget) and self.budget > 0):
+            raise UserError(f"budget: must be a positive number of training FLOPs, got {self.budget!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise UserError(f"seed: must be an integer >= 0, got {self.seed!r}")
+        if self.d_model % HEAD_DIM and self.d_model > HEAD_DIM:
+            raise UserError(f"d_model: must be a multiple of the head size {HEAD_DIM} (or at most it), got {self.d_model}")
+        if self.family == "dense" and self.n_experts != 1:
+            raise UserError(f"n_experts: a dense model has no experts; drop it or set 1, got {self.n_experts}")
+        if self.family != "topk" and self.top_k != 1:
+            raise UserError(f"top_k: only family topk routes tokens; drop it for {self.family}")
+        if self.family != "sectional" and self.shorten != 1:
+            raise UserError(f"shorten: only family sectional shortens the sequence; drop it for {self.family}")
+
+    @property
+    def label(self) -> str:
+        """The model family as plotted: one curve per label."""
+        if self.family == "topk":
+            return f"topk E{self.n_experts} k{self.top_k}"
+        if self.family == "sectional":
+            return f"sectional E{self.n_experts} r{self.shorten}"
+        return "dense"
+
+
+def point_from_dict(point: dict) -> QualityPoint:
+    """A sweep point's fields, with an optional `arch` mapping merged in (so a grid can list whole
+    architectures as one axis) and the sweep's `repeat` index added to the seed."""
+    merged = {key: value for key, value in point.items() if key not in ("arch", "repeat")}
+    arch = point.get("arch", {})
+    if not isinstance(arch, dict):
+        raise UserError(f"arch: must be a mapping such as {{family: topk, n_experts: 4, top_k: 2}}, got {arch!r}")
+    merged |= arch
+    merged["seed"] = merged.get("seed", 0) + point.get("repeat", 0)
+    valid = {f.name for f in fields(QualityPoint)}
+    unknown = sorted(set(merged) - valid)
+    if unknown:
+        raise UserError(f"{unknown[0]}: unknown point field; valid fields are {sorted(valid)} plus arch, repeat")
+    for required in ("family", "d_model", "budget"):
+        if required not in merged:
+            raise UserError(f"{required}: every train point needs it; add it to base, grid or arch")
+    try:
+        merged["budget"] = float(merged["budget"])
+    except (TypeError, ValueError):
+        raise UserError(f"budget: must be a number of FLOPs such as 1.0e+12, got {merged['budget']!r}") from None
+    return QualityPoint(**merged)
+
+
+def learning_rate(d_model: int) -> float:
+    """Adam's stable step shrinks with width (muP-like 1/sqrt(d)); 1e-2 at d=32, clipped to [1e-3, 1e-2]."""
+    return min(1e-2, max(1e-3, 1e-2 * math.sqrt(32 / d_model)))
+
+
+def batch_size(d_model: int) -> int:
+    """32 sequences up to d=128, then growing with width, since wider models sit at larger budgets."""
+    return 32 * max(1, d_model // 128)
+
+
+def model_config(point: QualityPoint) -> ModelConfig:
+    return ModelConfig(kind=point.family, d_model=point.d_model, n_layers=point.n_layers,
+                       n_heads=max(1, point.d_model // HEAD_DIM), seq_len=point.seq_len, n_experts=point.n_experts,
+                       top_k=point.top_k, pre_layers=PRE_LAYERS, expert_heads=1, shorten=point.shorten)
+
+
+def config_for_budget(point: QualityPoint) -> RunConfig:
+    """Steps from the budget, batch and learning rate from the width, 10% warmup, one device."""
+    model = model_config(point)
+    batch = batch_size(point.d_model)
+    tokens_per_step = batch * point.seq_len
+    steps = round(point.budget / (train_flops_per_token(model) * tokens_per_step))
+    if steps < MIN_STEPS:
+        needed = MIN_STEPS * train_flops_per_token(model) * tokens_per_step
+        raise UserError(f"budget: {point.budget:.3g} FLOPs gives {point.label} d={point.d_model} only {steps} steps; "
+                        f"raise it to at least {needed:.3g} or use a smaller model")
+    train = TrainConfig(steps=steps, batch_size=batch, learning_rate=learning_rate(point.d_model),
+                        warmup_steps=steps // 10, seed=point.seed, eval_every=max(1, steps // EVALS_PER_RUN),
+                        eval_batches=point.eval_batches, checkpoint_every=steps, keep_checkpoints=1,
+                        log_every=max(1, steps // LOGS_PER_RUN))
+    return RunConfig(model=model, mesh=MeshConfig(data=1, expert=1), data=DataConfig(corpus=point.corpus), train=train)
+
+
+def train_flops(cfg: RunConfig) -> float:
+    """What a run of `cfg` actually spends: steps x tokens per step x FLOPs per token."""
+    return cfg.train.steps * cfg.train.batch_size * cfg.model.seq_len * train_flops_per_token(cfg.model)
