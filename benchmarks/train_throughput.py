@@ -4,7 +4,8 @@
 
 Rounds alternate dense / topk / sectional so machine-speed drift hits all three alike; each round
 times `--steps` jitted train steps after warm-up. Reports the median tokens/s per family, its ratio
-to dense, parameter counts, and XLA's FLOPs per token for the compiled train step.
+to dense, parameter counts, and train FLOPs per token: analytic (3 x forward matmul FLOPs) and
+XLA's count for the compiled train step.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main() -> int:
     from flax import nnx
 
     from smoe import sharding, steps
+    from smoe.measure.analysis import TRAIN_FLOPS_PER_FORWARD, analytic_flops
     from smoe.models.lm import count_params, make_model
 
     mesh = sharding.make_mesh(base.mesh)
@@ -55,7 +57,9 @@ def main() -> int:
         compiled = p.train_step.lower(p.params, p.opt_state, window).compile()
         cost = compiled.cost_analysis()
         cost = cost[0] if isinstance(cost, list) else cost
+        analytic = TRAIN_FLOPS_PER_FORWARD * analytic_flops(cfg.model, base.train.batch_size)
         facts[kind] = {"params": count_params(make_model(cfg.model, 0)),
+                       "analytic_train_flops_per_token": analytic / tokens_per_step,
                        "xla_train_flops_per_token": float(cost["flops"]) / tokens_per_step}
         for _ in range(2):  # warm-up: compile and first-run allocation
             p.params, p.opt_state, m = p.train_step(p.params, p.opt_state, window)
@@ -82,7 +86,8 @@ def main() -> int:
             "median_step_s": median, "tokens_per_s": tokens_per_step / median,
             "step_time_vs_dense": median / dense_median, "samples_step_s": seconds[kind]}
     for kind, row in result["families"].items():
-        print(f"{kind:10s} params {row['params']:>10,d}  XLA train FLOPs/token {row['xla_train_flops_per_token']:>12,.0f}"
+        print(f"{kind:10s} params {row['params']:>10,d}  train FLOPs/token analytic "
+              f"{row['analytic_train_flops_per_token']:>12,.0f} XLA {row['xla_train_flops_per_token']:>12,.0f}"
               f"  tokens/s {row['tokens_per_s']:>9,.0f}  step time / dense {row['step_time_vs_dense']:.2f}")
     if args.out:
         with open(args.out, "w") as f:

@@ -56,23 +56,25 @@ def verdict(fit: theory.CostFit, best_e: int) -> str:
             f"(continuous E_opt {fit.e_opt:.3g}, interval {_interval(fit.e_opt_ci)})")
 
 
-def auto_holdout(experts: list[int], regime: str) -> int | None:
+def auto_holdout(experts: list[int], regime: str, linear: bool = False) -> int | None:
     """Hold out the largest E: the fit on the rest predicts where alpha*E^2 matters most."""
     distinct = sorted(set(experts))
-    needed = len(theory.cost_fit.basis_powers(regime))
+    needed = len(theory.cost_fit.basis_powers(regime, linear))
     return distinct[-2] if len(distinct) > needed else None
 
 
 def fit_group(rows: list[dict], program: str, regime: str, holdout_above: int | None, bootstrap: int,
-              seed: int) -> dict:
+              seed: int, linear: bool = False) -> dict:
     """The fit on every E (what E_opt comes from) and, separately, the held-out check."""
     d, heads = rows[0]["d"], rows[0].get("expert_heads", 1)
     records = _records(rows, program)
-    fit = theory.fit_cost_model(records, regime=regime, bootstrap=bootstrap, seed=seed, d0=d, heads=heads)
-    cut = holdout_above if holdout_above is not None else auto_holdout([r["E"] for r in rows], regime)
+    fit = theory.fit_cost_model(records, regime=regime, linear=linear, bootstrap=bootstrap, seed=seed, d0=d,
+                                heads=heads)
+    cut = holdout_above if holdout_above is not None else auto_holdout([r["E"] for r in rows], regime, linear)
     holdout = None
     if cut is not None:
-        held = theory.fit_cost_model(records, regime=regime, holdout_above=cut, bootstrap=0, d0=d, heads=heads)
+        held = theory.fit_cost_model(records, regime=regime, linear=linear, holdout_above=cut, bootstrap=0, d0=d,
+                                     heads=heads)
         holdout = {"fit_on_e_at_most": cut, "mape_percent": held.holdout_mape, "alpha": held.alpha}
     best = measured_best(rows, program)
     return {"program": program, "fit": fit.to_json(), "holdout": holdout, "measured_best_e": best,
@@ -81,7 +83,8 @@ def fit_group(rows: list[dict], program: str, regime: str, holdout_above: int | 
                          for row in sorted(rows, key=lambda r: r["E"])]}
 
 
-def fit_sweep(directory: Path, regime: str | None, holdout_above: int | None, bootstrap: int, seed: int) -> dict:
+def fit_sweep(directory: Path, regime: str | None, holdout_above: int | None, bootstrap: int, seed: int,
+              linear: bool = False) -> dict:
     with ResultStore(directory, create=False) as store:
         rows = store.rows()
     groups = group_rows(rows)
@@ -90,15 +93,15 @@ def fit_sweep(directory: Path, regime: str | None, holdout_above: int | None, bo
     regime = regime or default_regime(rows)
     fitted = []
     for setting, members in groups.items():
-        if len({row["E"] for row in members}) < len(theory.cost_fit.basis_powers(regime)):
+        if len({row["E"] for row in members}) < len(theory.cost_fit.basis_powers(regime, linear)):
             continue
-        fits = {program: fit_group(members, program, regime, holdout_above, bootstrap, seed)
+        fits = {program: fit_group(members, program, regime, holdout_above, bootstrap, seed, linear)
                 for program in FITTED_PROGRAMS if f"{program}.samples_s" in members[0]}
         fitted.append({"setting": dict(setting), "fits": fits})
     if not fitted:
         raise UserError(f"fit: no group in {directory} has enough distinct E for the {regime!r} basis "
-                        f"({len(theory.cost_fit.basis_powers(regime))} needed); add E values to the sweep")
-    return {"directory": str(directory), "regime": regime, "holdout_above": holdout_above,
+                        f"({len(theory.cost_fit.basis_powers(regime, linear))} needed); add E values to the sweep")
+    return {"directory": str(directory), "regime": regime, "linear": linear, "holdout_above": holdout_above,
             "bootstrap": bootstrap, "context": {k: rows[0].get(k) for k in
                                                 ("backend", "device_count", "jax_version", "machine", "cpu_count")},
             "groups": fitted}
@@ -111,7 +114,8 @@ def write_json_atomic(path: Path, payload: dict) -> None:
 
 
 def summary_lines(result: dict) -> list[str]:
-    lines = [f"regime: {result['regime']} (fit of seconds(E) = sum_k c_k E^k, bootstrap {result['bootstrap']})"]
+    basis = " + linear E term" if result["linear"] else ""
+    lines = [f"regime: {result['regime']}{basis} (fit of seconds(E) = sum_k c_k E^k, bootstrap {result['bootstrap']})"]
     for group in result["groups"]:
         setting = ", ".join(f"{k}={v}" for k, v in group["setting"].items())
         lines.append(f"[{setting}]")
@@ -143,7 +147,7 @@ def run_cli(args) -> int:
     from smoe.measure.fit_figure import write_figure
 
     directory = Path(args.measurements)
-    result = fit_sweep(directory, args.regime, args.holdout_above, args.bootstrap, args.seed)
+    result = fit_sweep(directory, args.regime, args.holdout_above, args.bootstrap, args.seed, args.linear)
     write_json_atomic(directory / "fit.json", result)
     write_figure(result, directory / "fit.png")
     if args.json:

@@ -146,6 +146,8 @@ class ResultStore:
                 writer = csv.DictWriter(handle, fieldnames=columns)
                 writer.writeheader()
                 writer.writerows(flat)
+            # mkstemp makes the file private; an exported table is meant to be shared like any output.
+            os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)
