@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax import lax
@@ -44,7 +45,6 @@ def build_programs(cfg: RunConfig) -> dict[str, Program]:
         programs["pre_expert"] = _pre_expert(built, window, cfg, mesh)
         programs["experts"] = _experts(built, cfg)
         programs["exchange"] = _exchange(cfg, mesh)
-    # Last: the train step donates the parameters the other programs were given.
     programs["train_step"] = _train_step(built, window)
     return programs
 
@@ -62,7 +62,8 @@ def _compile_under_mesh(fn: Callable, mesh: Mesh, *args) -> jax.stages.Compiled:
 
 def _train_step(built: steps.Programs, window: jax.Array) -> Program:
     compiled = built.train_step.lower(built.params, built.opt_state, window).compile()
-    state = [built.params, built.opt_state]
+    # A copy: donation would otherwise free the parameters the other programs keep calling with.
+    state = [jax.tree.map(jnp.copy, built.params), jax.tree.map(jnp.copy, built.opt_state)]
 
     def run():
         # Donation invalidates the inputs, so each call consumes the previous call's outputs.

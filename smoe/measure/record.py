@@ -9,7 +9,7 @@ import jax
 
 from smoe.measure import analysis, point as points
 from smoe.measure.programs import build_programs
-from smoe.measure.timing import time_fn
+from smoe.measure.timing import time_round_robin
 
 DEFAULT_REPEATS = 5
 BASELINE_KINDS = ("dense", "topk")
@@ -27,38 +27,44 @@ def context() -> dict:
     }
 
 
-def _measure_kind(point: dict, repeats: int) -> dict:
-    """`program.field` entries for every program of one model kind, plus its analytic FLOPs."""
-    cfg = points.to_config(point)
+def _static_fields(cfg) -> dict:
+    """What one model kind's record holds besides timings: analytic (and the paper's) FLOPs."""
     forward_flops = analysis.analytic_flops(cfg.model, cfg.train.batch_size)
     out = {"analytic_flops.forward": forward_flops,
            "analytic_flops.train_step": analysis.TRAIN_FLOPS_PER_FORWARD * forward_flops}
     if cfg.model.kind == "sectional":
         paper = analysis.paper_cost_flops(cfg.model, cfg.train.batch_size)
         out |= paper | {"theory.fraction_of_analytic_forward": sum(paper.values()) / forward_flops}
-    for name, program in build_programs(cfg).items():
-        timing = time_fn(program.run, repeats=repeats)
-        fields = {"median_s": timing["median_s"], "samples_s": timing["samples_s"],
-                  **analysis.xla_cost(program.compiled), **analysis.xla_memory(program.compiled),
-                  **{f"collectives.{op}": n for op, n in analysis.collective_counts(program.compiled).items()}}
-        out |= {f"{name}.{key}": value for key, value in fields.items()}
     return out
+
+
+def _program_fields(program, timing: dict) -> dict:
+    return {"median_s": timing["median_s"], "samples_s": timing["samples_s"],
+            **analysis.xla_cost(program.compiled), **analysis.xla_memory(program.compiled),
+            **{f"collectives.{op}": n for op, n in analysis.collective_counts(program.compiled).items()}}
 
 
 def measure_point(point: dict, repeats: int = DEFAULT_REPEATS) -> dict:
     """Point fields at the top level, then `program.field`, `baseline.KIND.program.field` and ratios.
 
-    With `baselines: true` the dense and top-k models of the same size are measured in the same
-    process, so the sectional/dense ratios do not mix machines or load conditions.
+    With `baselines: true` the dense and top-k models of the same size are compiled in the same
+    process and every program of every kind is timed in turn, so the sectional/dense ratios see the
+    same machine state.
     """
     full = points.normalize(point)
-    record = dict(full) | context() | _measure_kind(full, repeats)
+    kinds = {"": full}
     if full.get("baselines"):
-        for kind in BASELINE_KINDS:
-            if kind == full["kind"]:
-                continue
-            other = _measure_kind(points.baseline(full, kind), repeats)
-            record |= {f"baseline.{kind}.{key}": value for key, value in other.items()}
+        kinds |= {f"baseline.{kind}.": points.baseline(full, kind) for kind in BASELINE_KINDS if kind != full["kind"]}
+    record = dict(full) | context()
+    programs = {}
+    for prefix, kind_point in kinds.items():
+        cfg = points.to_config(kind_point)
+        record |= {prefix + key: value for key, value in _static_fields(cfg).items()}
+        programs |= {prefix + name: program for name, program in build_programs(cfg).items()}
+    timings = time_round_robin({name: program.run for name, program in programs.items()}, repeats=repeats)
+    for name, program in programs.items():
+        record |= {f"{name}.{key}": value for key, value in _program_fields(program, timings[name]).items()}
+    if full.get("baselines"):
         dense = "" if full["kind"] == "dense" else "baseline.dense."
         record["ratio.step_time_over_dense"] = record["train_step.median_s"] / record[f"{dense}train_step.median_s"]
         record["ratio.flops_over_dense"] = (record["analytic_flops.forward"]

@@ -9,20 +9,27 @@ from typing import Any, Callable
 import jax
 
 
-def time_fn(fn: Callable[..., Any], *args: Any, warmup: int = 2, repeats: int = 5) -> dict:
-    """Median wall time of `fn(*args)` after `warmup` untimed calls.
+def time_round_robin(programs: dict[str, Callable[[], Any]], warmup: int = 2, repeats: int = 5) -> dict[str, dict]:
+    """Median wall time of each zero-argument program, the programs taking turns.
 
-    Warm-up absorbs compilation and first-touch allocation; the median resists the stragglers that
-    other processes on a shared host cause. JAX dispatch is asynchronous, so each sample waits for
-    the result before the clock stops.
+    Taking turns (A B C A B C ...) spreads the drift of a shared machine over every program alike, so
+    ratios between them stay meaningful. Warm-up absorbs compilation and first-touch allocation; the
+    median resists stragglers. JAX dispatch is asynchronous, so each sample waits for its result.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    for _ in range(warmup):
-        jax.block_until_ready(fn(*args))
-    samples = []
+    for fn in programs.values():
+        for _ in range(warmup):
+            jax.block_until_ready(fn())
+    samples: dict[str, list[float]] = {name: [] for name in programs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        samples.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(samples), "samples_s": samples}
+        for name, fn in programs.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            samples[name].append(time.perf_counter() - start)
+    return {name: {"median_s": statistics.median(s), "samples_s": s} for name, s in samples.items()}
+
+
+def time_fn(fn: Callable[..., Any], *args: Any, warmup: int = 2, repeats: int = 5) -> dict:
+    """Median wall time of `fn(*args)` alone."""
+    return time_round_robin({"fn": lambda: fn(*args)}, warmup, repeats)["fn"]
