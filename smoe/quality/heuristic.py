@@ -52,7 +52,8 @@ class QualityPoint:
         if not isinstance(self.seed, int) or self.seed < 0:
             raise UserError(f"seed: must be an integer >= 0, got {self.seed!r}")
         if self.d_model % HEAD_DIM and self.d_model > HEAD_DIM:
-            raise UserError(f"d_model: must be a multiple of the head size {HEAD_DIM} (or at most it), got {self.d_model}")
+            raise UserError(f"d_model: must be a multiple of the head size {HEAD_DIM} (or at most it), "
+                            f"got {self.d_model}")
         if self.family == "dense" and self.n_experts != 1:
             raise UserError(f"n_experts: a dense model has no experts; drop it or set 1, got {self.n_experts}")
         if self.family != "topk" and self.top_k != 1:
@@ -78,7 +79,8 @@ def point_from_dict(point: dict) -> QualityPoint:
     if not isinstance(arch, dict):
         raise UserError(f"arch: must be a mapping such as {{family: topk, n_experts: 4, top_k: 2}}, got {arch!r}")
     merged |= arch
-    merged["seed"] = merged.get("seed", 0) + point.get("repeat", 0)
+    if "repeat" in point:
+        merged["seed"] = merged.get("seed", 0) + point["repeat"]
     valid = {f.name for f in fields(QualityPoint)}
     unknown = sorted(set(merged) - valid)
     if unknown:
@@ -99,8 +101,9 @@ def learning_rate(d_model: int) -> float:
 
 
 def batch_size(d_model: int) -> int:
-    """32 sequences up to d=128, then growing with width, since wider models sit at larger budgets."""
-    return 32 * max(1, d_model // 128)
+    """16 sequences up to d=64, then d/4: wider models sit at larger budgets, where a larger batch
+    costs no extra steps, while the smallest budgets need enough steps for the 1% budget match."""
+    return 16 * max(1, d_model // 64)
 
 
 def model_config(point: QualityPoint) -> ModelConfig:

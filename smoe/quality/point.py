@@ -7,6 +7,7 @@ can be mistaken for a finished one).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -39,7 +40,8 @@ def run_train_point(raw: dict) -> dict:
     # training speed alone; wall_s keeps the whole cost.
     tokens_per_s = statistics.median(row["tokens_per_s"] for row in train_rows)
     return {
-        "label": point.label, "family": point.family, "seed": point.seed,
+        # The point's fields as the heuristic read them (arch merged, repeat folded into seed).
+        **dataclasses.asdict(point), "label": point.label,
         "steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "learning_rate": cfg.train.learning_rate,
         "tokens": cfg.train.steps * tokens_per_step, "train_flops": train_flops(cfg),
         "train_flops_per_token": train_flops_per_token(cfg.model),

@@ -1,0 +1,83 @@
+"""The budget -> config heuristic: FLOPs hit the budget, parameter counts match real models, bad points are refused."""
+
+import pytest
+
+from smoe.errors import UserError
+from smoe.models.lm import count_params, make_model
+from smoe.quality.accounting import params_active, params_total, train_flops_per_token
+from smoe.quality.heuristic import (MIN_STEPS, batch_size, config_for_budget, learning_rate, model_config,
+                                    point_from_dict, train_flops)
+from smoe.measure.analysis import analytic_flops
+
+ARCHES = [{"family": "dense"}, {"family": "topk", "n_experts": 4, "top_k": 2},
+          {"family": "sectional", "n_experts": 4}, {"family": "sectional", "n_experts": 8, "shorten": 2}]
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+@pytest.mark.parametrize("d_model", [32, 64, 256])
+@pytest.mark.parametrize("budget", [3.0e11, 1.0e12, 7.7e13])
+def test_train_flops_match_the_budget_within_one_percent(arch, d_model, budget):
+    try:
+        cfg = config_for_budget(point_from_dict({"arch": arch, "d_model": d_model, "budget": budget}))
+    except UserError as err:
+        assert "raise it to at least" in str(err)  # too small for this width: refused, never silently off
+        return
+    # Independent of the heuristic's own helper: the analytic forward count, x3, over every token trained.
+    tokens = cfg.train.steps * cfg.train.batch_size * cfg.model.seq_len
+    spent = 3 * analytic_flops(cfg.model, 1) / cfg.model.seq_len * tokens
+    assert spent == pytest.approx(train_flops(cfg))
+    assert abs(spent / budget - 1) <= 0.01
+    assert cfg.train.steps >= MIN_STEPS
+
+
+def test_smallest_accepted_budget_still_within_one_percent():
+    point = point_from_dict({"family": "dense", "d_model": 32, "budget": 1.0})
+    per_step = train_flops_per_token(model_config(point)) * batch_size(32) * point.seq_len
+    for steps in (MIN_STEPS, MIN_STEPS + 0.49):
+        cfg = config_for_budget(point_from_dict({"family": "dense", "d_model": 32, "budget": steps * per_step}))
+        assert abs(train_flops(cfg) / (steps * per_step) - 1) <= 0.01
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_parameter_counts_match_built_models(arch):
+    cfg = model_config(point_from_dict({"arch": arch, "d_model": 32, "budget": 1e12}))
+    assert params_total(cfg) == count_params(make_model(cfg, seed=0))
+    if arch["family"] == "topk":
+        # a token passes through 2 of 4 expert FFNs per layer
+        assert params_total(cfg) - params_active(cfg) == cfg.n_layers * 2 * 2 * cfg.d_model * cfg.d_ff
+    else:
+        assert params_active(cfg) == params_total(cfg)
+
+
+def test_settings_depend_on_width_and_budget_only():
+    a = config_for_budget(point_from_dict({"family": "dense", "d_model": 64, "budget": 1e12, "seed": 3}))
+    b = config_for_budget(point_from_dict({"arch": ARCHES[3], "d_model": 64, "budget": 1e12}))
+    assert (a.train.batch_size, a.train.learning_rate) == (b.train.batch_size, b.train.learning_rate)
+    assert a.train.warmup_steps == a.train.steps // 10 and a.train.seed == 3
+    assert learning_rate(32) > learning_rate(64) > learning_rate(256) >= 1e-3
+    assert batch_size(32) == batch_size(64) < batch_size(256)
+
+
+def test_arch_and_repeat_are_folded_into_the_point():
+    point = point_from_dict({"arch": {"family": "sectional", "n_experts": 2, "shorten": 2}, "d_model": 32,
+                             "budget": "1e12", "seed": 10, "repeat": 2})
+    assert (point.family, point.n_experts, point.shorten, point.seed, point.budget) == ("sectional", 2, 2, 12, 1e12)
+    assert point.label == "sectional E2 r2"
+
+
+@pytest.mark.parametrize("raw, field", [
+    ({"family": "dense", "d_model": 32, "budget": 1e6}, "budget"),
+    ({"family": "dense", "d_model": 32, "budget": "lots"}, "budget"),
+    ({"family": "dense", "d_model": 32, "budget": 1e12, "n_experts": 4}, "n_experts"),
+    ({"family": "topk", "d_model": 32, "budget": 1e12, "n_experts": 4, "top_k": 2, "shorten": 2}, "shorten"),
+    ({"family": "moe", "d_model": 32, "budget": 1e12}, "family"),
+    ({"family": "dense", "d_model": 40, "budget": 1e12}, "d_model"),
+    ({"family": "dense", "budget": 1e12}, "d_model"),
+    ({"family": "dense", "d_model": 32, "budget": 1e12, "lr": 0.1}, "lr"),
+    ({"family": "sectional", "d_model": 32, "budget": 1e12, "n_experts": 3}, "model.n_experts"),
+])
+def test_bad_points_are_refused_with_one_line_naming_the_field(raw, field):
+    with pytest.raises(UserError) as err:
+        config_for_budget(point_from_dict(raw))
+    message = str(err.value)
+    assert message.startswith(f"{field}:") and "\n" not in message
