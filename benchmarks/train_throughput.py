@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from smoe.config import apply_overrides, config_from_dict
-from smoe.sharding import emulate_cpu_devices
+from smoe.launch import emulate_cpu_devices
 
 KINDS = ("dense", "topk", "sectional")
 

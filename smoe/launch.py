@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 from smoe.errors import UserError
-from smoe.sharding import emulate_cpu_devices
 
 
 def _free_port() -> int:
@@ -51,5 +50,11 @@ def init_cluster() -> None:
     jax.distributed.initialize()
 
 
-def prepare_single_process(mesh_size: int) -> None:
-    emulate_cpu_devices(mesh_size)
+def emulate_cpu_devices(count: int) -> None:
+    """Ask XLA for `count` host devices; only effective before jax initialises its backends.
+
+    Lives here, away from anything that imports jax, so the CLI can call it before jax starts.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import jax
 import numpy as np
 from flax import nnx
@@ -14,13 +12,6 @@ from smoe.errors import UserError
 from smoe.models.expert_parallel import BATCH_AXES
 
 MESH_AXES = ("data", "expert")
-
-
-def emulate_cpu_devices(count: int) -> None:
-    """Ask XLA for `count` host devices; only effective before jax initialises its backends."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
 def make_mesh(cfg: MeshConfig) -> Mesh:

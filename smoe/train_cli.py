@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.distributed:
         launch.init_cluster()
     else:
-        launch.prepare_single_process(cfg.mesh.size)
+        launch.emulate_cpu_devices(cfg.mesh.size)
     from smoe.train import TrainingDiverged, train
 
     try:

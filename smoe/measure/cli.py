@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from smoe.errors import UserError
+from smoe.launch import emulate_cpu_devices
 from smoe.measure import point as points
 from smoe.sweep.kinds import POINT_PREPARERS, POINT_RUNNERS
 
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON record per point instead of a table")
     parser.set_defaults(func=run)
     POINT_RUNNERS["measure"] = _sweep_point
-    POINT_PREPARERS["measure"] = _prepare_sweep
+    POINT_PREPARERS["measure"] = prepare_points
 
 
 def _sweep_point(point: dict) -> dict:
@@ -41,10 +42,11 @@ def _sweep_point(point: dict) -> dict:
     return run_measure_point(point)
 
 
-def _prepare_sweep(listed: list[dict]) -> None:
-    # XLA reads the device-count flag when its CPU backend starts, before the first point runs.
-    from smoe.sharding import emulate_cpu_devices
+def prepare_points(listed: list[dict]) -> None:
+    """Validate every point, then ask for enough emulated devices for the largest mesh.
 
+    XLA reads the device-count flag when its CPU backend starts, so this runs before any jax call.
+    """
     emulate_cpu_devices(points.devices_needed([points.normalize(p) for p in listed]))
 
 
@@ -72,10 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if args.repeats is not None and args.repeats < 1:
         raise UserError(f"--repeats: must be >= 1, got {args.repeats}")
     todo = load_points(args.config, args.set)
-    # XLA reads this flag when its CPU backend starts, so it must be set before any jax call.
-    from smoe.sharding import emulate_cpu_devices
-
-    emulate_cpu_devices(points.devices_needed(todo))
+    prepare_points(todo)
     from smoe.measure.peak import matmul_peak_flops
     from smoe.measure.record import DEFAULT_REPEATS, run_measure_point
 
