@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from smoe import atomic
 from smoe.config import RunConfig
 from smoe.errors import UserError
 
 CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.jsonl"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def prepare_run_dir(out: Path, cfg: RunConfig, resume: bool) -> None:
@@ -35,7 +29,7 @@ def prepare_run_dir(out: Path, cfg: RunConfig, resume: bool) -> None:
     if out.exists() and any(out.iterdir()):
         raise UserError(f"--out: {out} is not empty; pass --resume to continue that run or choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(saved, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic.write_text(saved, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def _parse_row(line: str) -> dict | None:
@@ -62,7 +56,7 @@ class MetricsLog:
             # mid-append can leave a torn last line; keep only whole rows up to the checkpoint.
             rows = [row for row in map(_parse_row, self.path.read_text().splitlines())
                     if row is not None and row["step"] <= resume_step]
-            atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in rows))
+            atomic.write_text(self.path, "".join(json.dumps(row) + "\n" for row in rows))
         from tensorboardX import SummaryWriter
 
         self._writer = SummaryWriter(logdir=str(out / "tensorboard"), purge_step=resume_step + 1)

@@ -9,9 +9,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from smoe.config import MeshConfig
 from smoe.errors import UserError
-from smoe.models.expert_parallel import BATCH_AXES
-
-MESH_AXES = ("data", "expert")
+from smoe.models.partitioning import MESH_AXES, SPECS
 
 
 def make_mesh(cfg: MeshConfig) -> Mesh:
@@ -30,7 +28,7 @@ def param_shardings(param_state: nnx.State, mesh: Mesh) -> dict:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(mesh, P(BATCH_AXES))
+    return NamedSharding(mesh, SPECS.pspec("batch"))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

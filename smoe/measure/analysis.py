@@ -1,7 +1,6 @@
-"""What XLA says about a compiled program, and an explicit matmul FLOP count to check it against.
+"""What XLA says about a compiled program: FLOPs, bytes, memory and collectives.
 
-Units: FLOPs = 2 x multiply-accumulates (one multiply plus one add per MAC), so a [m, k] @ [k, n]
-matmul is 2 m n k. theory.CostModel counts MACs; divide these by 2 to compare with it.
+The analytic counts to check it against live in the jax-free `smoe.accounting`.
 """
 
 from __future__ import annotations
@@ -10,8 +9,6 @@ import re
 
 import jax
 
-from smoe.config import ModelConfig
-from smoe.models.routing import expert_capacity
 
 COLLECTIVES = ("all-to-all", "all-gather", "all-reduce", "reduce-scatter", "collective-permute")
 _COLLECTIVE_RE = re.compile(r"\b(all-to-all|all-gather|all-reduce|reduce-scatter|collective-permute)(?:-start)?\(")
@@ -48,87 +45,3 @@ def collective_counts(compiled: jax.stages.Compiled) -> dict[str, int]:
     for match in _COLLECTIVE_RE.finditer(compiled.as_text()):
         counts[match.group(1)] += 1
     return counts
-
-
-def _block_terms(prefix: str, tokens: int, seq: int, width: int, d_ff: int, layers: int) -> dict[str, float]:
-    """Matmul FLOPs of `layers` pre-norm blocks on `tokens` = batch*seq tokens at `width`.
-
-    Attention scores and weighted values are counted over the full seq x seq square: the causal mask
-    is applied after a dense matmul, so that is what the hardware executes.
-    """
-    return {
-        f"{prefix}qkv": layers * 2.0 * tokens * width * 3 * width,
-        f"{prefix}attention_scores": layers * 2.0 * tokens * seq * width,
-        f"{prefix}attention_values": layers * 2.0 * tokens * seq * width,
-        f"{prefix}out_proj": layers * 2.0 * tokens * width * width,
-        f"{prefix}ffn_in": layers * 2.0 * tokens * width * d_ff,
-        f"{prefix}ffn_out": layers * 2.0 * tokens * d_ff * width,
-    }
-
-
-def _topk_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
-    t, d, e, k = cfg.seq_len, cfg.d_model, cfg.n_experts, cfg.top_k
-    tokens = batch * t
-    capacity = expert_capacity(t, e, k, cfg.capacity_factor)
-    attention = _block_terms("", tokens, t, d, cfg.d_ff, cfg.n_layers)
-    slots = batch * e * capacity  # token slots the experts process, dropped or not
-    return {
-        **{name: attention[name] for name in ("qkv", "attention_scores", "attention_values", "out_proj")},
-        "router": cfg.n_layers * 2.0 * tokens * d * e,
-        # one-hot (choice, slot) -> (expert, slot) tables: dispatch and combine each contract over k
-        "routing_tables": cfg.n_layers * 2 * 2.0 * tokens * e * capacity * k,
-        "dispatch": cfg.n_layers * 2.0 * tokens * e * capacity * d,
-        "combine": cfg.n_layers * 2.0 * tokens * e * capacity * d,
-        "ffn_in": cfg.n_layers * 2.0 * slots * d * cfg.d_ff,
-        "ffn_out": cfg.n_layers * 2.0 * slots * cfg.d_ff * d,
-    }
-
-
-def _sectional_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
-    t, d, e = cfg.seq_len, cfg.d_model, cfg.n_experts
-    s, w = t // cfg.shorten, cfg.expert_width
-    terms = _block_terms("pre_", batch * t, t, d, cfg.d_ff, cfg.pre_layers)
-    # E experts, each a block stack at width d/E on the shortened sequence.
-    experts = _block_terms("experts_", batch * s, s, w, cfg.ffn_mult * w, cfg.expert_layers)
-    terms |= {name: e * flops for name, flops in experts.items()}
-    if cfg.recombine == "mix":
-        terms["mix"] = 2.0 * batch * s * d * d
-    return terms
-
-
-def analytic_flop_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
-    """Named matmul FLOP terms of one forward pass over `batch` sequences of cfg.seq_len tokens."""
-    if cfg.kind == "dense":
-        terms = _block_terms("", batch * cfg.seq_len, cfg.seq_len, cfg.d_model, cfg.d_ff, cfg.n_layers)
-    elif cfg.kind == "topk":
-        terms = _topk_terms(cfg, batch)
-    else:
-        terms = _sectional_terms(cfg, batch)
-    terms["lm_head"] = 2.0 * batch * cfg.seq_len * cfg.d_model * cfg.vocab_size
-    return terms
-
-
-def analytic_flops(cfg: ModelConfig, batch: int) -> float:
-    """Forward matmul FLOPs; embedding lookups are gathers and cost none."""
-    return sum(analytic_flop_terms(cfg, batch).values())
-
-
-# The backward pass does two matmuls per forward matmul (input and weight gradients).
-TRAIN_FLOPS_PER_FORWARD = 3.0
-
-
-def paper_cost_flops(cfg: ModelConfig, batch: int) -> dict[str, float]:
-    """The paper's S(E) work terms (theory.CostModel, total-work reading) for this sectional model.
-
-    theory counts one pre-expert block and one expert layer in MACs per sequence; scaled here to
-    the model's layers and batch and to FLOPs (2 per MAC). They are the subset of
-    `analytic_flop_terms` the paper models: QKV, attention scores and FFN (no attention-weighted
-    values, output projections, mixing or LM head), so the two can be compared term by term.
-    """
-    import theory
-
-    model = theory.CostModel(d0=cfg.d_model, seq_len=cfg.seq_len, seq_reduced=cfg.seq_len // cfg.shorten,
-                             alpha=1.0, heads=cfg.expert_heads, regime="work", ffn_mult=cfg.ffn_mult)
-    layers = {"pre": cfg.pre_layers, "experts": cfg.expert_layers}
-    return {f"theory.{name}": 2.0 * batch * layers[name.rsplit("_", 1)[1]] * float(macs)
-            for name, macs in model.terms(cfg.n_experts).items() if name not in ("overhead", "latency")}

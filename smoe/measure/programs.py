@@ -5,9 +5,9 @@ cost and memory numbers and the wall time describe the same code.
 
 * train_step  - the whole training step (smoe.steps.build), state threaded through calls
 * forward     - the loss forward pass on the mesh
-* pre_expert  - sectional only: embedding, pre-expert blocks and causal pooling on the mesh
+* pre_expert  - sectional only: the trunk's `expert_input` (embedding, pre-expert blocks, pooling, slicing)
 * experts     - sectional only: one device's expert block stack under vmap, no collectives
-* exchange    - sectional only: the expert stage's two all-to-alls alone, on the same buffer shape
+* exchange    - sectional only: the model's own `expert_parallel.exchange` alone, on the same buffer shape
 """
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax import lax
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh
 
 from smoe import sharding, steps
 from smoe.config import RunConfig
-from smoe.models.expert_parallel import BATCH_AXES, EXPERT_AXIS
+from smoe.models.expert_parallel import exchange, per_expert
 from smoe.models.lm import lm_loss
-from smoe.models.shortening import pool_causal
-from smoe.models.trunks import expert_stack_forward
 
 
 @dataclass
@@ -42,7 +39,7 @@ def build_programs(cfg: RunConfig) -> dict[str, Program]:
     window = _window(cfg, mesh)
     programs = {"forward": _forward(built, window, mesh)}
     if cfg.model.kind == "sectional":
-        programs["pre_expert"] = _pre_expert(built, window, cfg, mesh)
+        programs["pre_expert"] = _pre_expert(built, window, mesh)
         programs["experts"] = _experts(built, cfg)
         programs["exchange"] = _exchange(cfg, mesh)
     programs["train_step"] = _train_step(built, window)
@@ -87,10 +84,10 @@ def _forward(built: steps.Programs, window: jax.Array, mesh: Mesh) -> Program:
     return Program(compiled, lambda: compiled(built.params, window))
 
 
-def _pre_expert(built: steps.Programs, window: jax.Array, cfg: RunConfig, mesh: Mesh) -> Program:
+def _pre_expert(built: steps.Programs, window: jax.Array, mesh: Mesh) -> Program:
     def pre_expert(params, window_bt):
         model = nnx.merge(built.graphdef, params)
-        return pool_causal(model.trunk.pre_expert(model.embed(window_bt[:, :-1])), cfg.model.shorten)
+        return model.trunk.expert_input(model.embed(window_bt[:, :-1]))[2]
 
     batch_sh = sharding.batch_sharding(mesh)
     fn = jax.jit(pre_expert, in_shardings=(_param_shardings(built), batch_sh), out_shardings=batch_sh)
@@ -122,20 +119,12 @@ def _experts(built: steps.Programs, cfg: RunConfig) -> Program:
         model.trunk.experts.weights())
     x_besw = jax.device_put(rng.standard_normal((batch // cfg.mesh.data, local_experts, seq, width),
                                                 dtype=np.float32), device)
-    heads = cfg.model.expert_heads
-    per_expert = jax.vmap(lambda w, x: expert_stack_forward(w, x, heads), in_axes=(0, 1), out_axes=1)
-    compiled = jax.jit(per_expert).lower(weights, x_besw).compile()
+    compiled = jax.jit(per_expert(model.trunk.expert_fn)).lower(weights, x_besw).compile()
     return Program(compiled, lambda: compiled(weights, x_besw))
 
 
 def _exchange(cfg: RunConfig, mesh: Mesh) -> Program:
-    """The same two all-to-alls as smoe.models.expert_parallel, with no compute between them."""
-
-    def local(x_local):
-        x_local = lax.all_to_all(x_local, EXPERT_AXIS, split_axis=1, concat_axis=0, tiled=True)
-        return lax.all_to_all(x_local, EXPERT_AXIS, split_axis=0, concat_axis=1, tiled=True)
-
-    exchange = jax.shard_map(local, mesh=mesh, in_specs=P(BATCH_AXES), out_specs=P(BATCH_AXES))
+    """The model's own expert-stage all-to-alls (smoe.models.expert_parallel.exchange) alone."""
     shape = expert_input_shape(cfg)
     x_besw = jax.device_put(np.random.default_rng(0).standard_normal(shape, dtype=np.float32),
                             sharding.batch_sharding(mesh))

@@ -7,6 +7,7 @@ import platform
 
 import jax
 
+from smoe import accounting
 from smoe.measure import analysis, point as points
 from smoe.measure.programs import build_programs
 from smoe.measure.timing import time_round_robin
@@ -29,11 +30,11 @@ def context() -> dict:
 
 def _static_fields(cfg) -> dict:
     """What one model kind's record holds besides timings: analytic (and the paper's) FLOPs."""
-    forward_flops = analysis.analytic_flops(cfg.model, cfg.train.batch_size)
+    forward_flops = accounting.analytic_flops(cfg.model, cfg.train.batch_size)
     out = {"analytic_flops.forward": forward_flops,
-           "analytic_flops.train_step": analysis.TRAIN_FLOPS_PER_FORWARD * forward_flops}
+           "analytic_flops.train_step": accounting.TRAIN_FLOPS_PER_FORWARD * forward_flops}
     if cfg.model.kind == "sectional":
-        paper = analysis.paper_cost_flops(cfg.model, cfg.train.batch_size)
+        paper = accounting.paper_cost_flops(cfg.model, cfg.train.batch_size)
         out |= paper | {"theory.fraction_of_analytic_forward": sum(paper.values()) / forward_flops}
     return out
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 
-from smoe import launch
+from smoe import atomic, launch
 
 
 def measure_in_processes(point: dict, repeats: int) -> dict:
@@ -45,9 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     record = measure_point(json.loads(Path(args.point).read_text()), args.repeats)
     if jax.process_index() == 0:
-        tmp = Path(args.out).with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, args.out)
+        atomic.write_text(args.out, json.dumps(record))
     return 0
 
 

@@ -18,11 +18,21 @@ import jax
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-BATCH_AXES = ("data", "expert")
-EXPERT_AXIS = "expert"
+from smoe.models.partitioning import EXPERT_AXIS, SPECS
 
 
-def _per_expert(expert_fn: Callable[[Any, jax.Array], jax.Array]) -> Callable[[Any, jax.Array], jax.Array]:
+def exchange_in(x_local: jax.Array) -> jax.Array:
+    """Inside shard_map: trade this device's batch shard of every expert for all rows of its own experts."""
+    return lax.all_to_all(x_local, EXPERT_AXIS, split_axis=1, concat_axis=0, tiled=True)
+
+
+def exchange_out(y_local: jax.Array) -> jax.Array:
+    """Inside shard_map: the inverse of `exchange_in`."""
+    return lax.all_to_all(y_local, EXPERT_AXIS, split_axis=0, concat_axis=1, tiled=True)
+
+
+def per_expert(expert_fn: Callable[[Any, jax.Array], jax.Array]) -> Callable[[Any, jax.Array], jax.Array]:
+    """expert_fn over stacked weights [e, ...] and an expert-major buffer [b, e, ...]."""
     return jax.vmap(expert_fn, in_axes=(0, 1), out_axes=1)
 
 
@@ -32,17 +42,21 @@ def expert_parallel(expert_fn: Callable[[Any, jax.Array], jax.Array], weights_e:
     Without a mesh in context (`jax.set_mesh`) this is a plain vmap; with one, a shard_map over
     the ("data", "expert") mesh with the all-to-all exchange described in the module docstring.
     """
-    mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty:
-        return _per_expert(expert_fn)(weights_e, x_be)
+    if jax.sharding.get_abstract_mesh().empty:
+        return per_expert(expert_fn)(weights_e, x_be)
 
     def local(w_local, x_local):
-        x_local = lax.all_to_all(x_local, EXPERT_AXIS, split_axis=1, concat_axis=0, tiled=True)
-        y_local = _per_expert(expert_fn)(w_local, x_local)
-        return lax.all_to_all(y_local, EXPERT_AXIS, split_axis=0, concat_axis=1, tiled=True)
+        return exchange_out(per_expert(expert_fn)(w_local, exchange_in(x_local)))
 
     weight_specs = jax.tree.map(lambda _: P(EXPERT_AXIS), weights_e)
-    return jax.shard_map(local, in_specs=(weight_specs, P(BATCH_AXES)), out_specs=P(BATCH_AXES))(weights_e, x_be)
+    act = SPECS.pspec("act_besw")
+    return jax.shard_map(local, in_specs=(weight_specs, act), out_specs=act)(weights_e, x_be)
+
+
+def exchange(x_be: jax.Array) -> jax.Array:
+    """The expert stage's two all-to-alls with no compute between them (needs a mesh in context)."""
+    act = SPECS.pspec("act_besw")
+    return jax.shard_map(lambda x: exchange_out(exchange_in(x)), in_specs=act, out_specs=act)(x_be)
 
 
 def batch_local(fn: Callable[[Any, jax.Array], Any], weights: Any, x_b: jax.Array) -> Any:
@@ -50,4 +64,5 @@ def batch_local(fn: Callable[[Any, jax.Array], Any], weights: Any, x_b: jax.Arra
     gather: its SPMD partitioner does not split `top_k` over a batch axis and all-gathers instead."""
     if jax.sharding.get_abstract_mesh().empty:
         return fn(weights, x_b)
-    return jax.shard_map(fn, in_specs=(P(), P(BATCH_AXES)), out_specs=P(BATCH_AXES))(weights, x_b)
+    batch = SPECS.pspec("batch")
+    return jax.shard_map(fn, in_specs=(P(), batch), out_specs=batch)(weights, x_b)

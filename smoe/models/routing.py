@@ -6,7 +6,6 @@ Groups are sequences, not device shards, so which tokens are dropped never depen
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -20,10 +19,6 @@ class Routing(NamedTuple):
     logits_gse: jax.Array
     assigned_gske: jax.Array  # one-hot choices before capacity, for the load statistics
     kept_gsk: jax.Array  # whether choice k of token s found a free slot
-
-
-def expert_capacity(tokens_per_group: int, n_experts: int, top_k: int, capacity_factor: float) -> int:
-    return max(1, math.ceil(capacity_factor * top_k * tokens_per_group / n_experts))
 
 
 def route_top_k(x_gsd: jax.Array, w_router_de: jax.Array, top_k: int, capacity: int) -> Routing:

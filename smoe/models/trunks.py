@@ -12,9 +12,11 @@ import numpy as np
 from flax import nnx
 
 from smoe.config import ModelConfig
+from smoe.accounting import expert_capacity
 from smoe.models import routing
-from smoe.models.expert_parallel import EXPERT_AXIS, batch_local, expert_parallel
+from smoe.models.expert_parallel import batch_local, expert_parallel
 from smoe.models.layers import INIT_STD, BlockParams, attention_sublayer, block_forward, ffn, param, rms_norm
+from smoe.models.partitioning import SPECS
 from smoe.models.shortening import pool_causal, upsample
 
 Aux = dict
@@ -46,12 +48,12 @@ class TopKBlock(nnx.Module):
         self.w_o_dd = param(rng, (d, d), (None, None), out_std)
         self.norm_ffn_d = param(rng, (d,), (None,), None)
         self.w_router_de = param(rng, (d, e), (None, None), INIT_STD)
-        self.w_in_edf = param(rng, (e, d, f), (EXPERT_AXIS, None, None), INIT_STD)
-        self.w_out_efd = param(rng, (e, f, d), (EXPERT_AXIS, None, None), out_std)
+        self.w_in_edf = param(rng, (e, d, f), SPECS.w_edf, INIT_STD)
+        self.w_out_efd = param(rng, (e, f, d), SPECS.w_efd, out_std)
 
 
 def top_k_ffn(block: TopKBlock, h_gsd: jax.Array, cfg: ModelConfig) -> tuple[jax.Array, routing.Routing]:
-    capacity = routing.expert_capacity(h_gsd.shape[1], cfg.n_experts, cfg.top_k, cfg.capacity_factor)
+    capacity = expert_capacity(h_gsd.shape[1], cfg.n_experts, cfg.top_k, cfg.capacity_factor)
     route = batch_local(lambda w, h: routing.route_top_k(h, w, cfg.top_k, capacity), block.w_router_de[...], h_gsd)
     x_gecd = routing.dispatch(h_gsd, route.dispatch_gsec)
     y_gecd = expert_parallel(lambda w, x_gcd: ffn(x_gcd, *w), (block.w_in_edf[...], block.w_out_efd[...]), x_gecd)
@@ -98,7 +100,7 @@ class SectionalTrunk(nnx.Module):
         self.pre_blocks = nnx.List([BlockParams(cfg.d_model, cfg.d_ff, cfg.n_layers, rng) for _ in range(cfg.pre_layers)])
         width = cfg.expert_width
         self.experts = BlockParams(width, cfg.ffn_mult * width, cfg.n_layers, rng,
-                                   lead_shape=(cfg.n_experts, cfg.expert_layers), lead_axes=(EXPERT_AXIS, None))
+                                   lead_shape=(cfg.n_experts, cfg.expert_layers), lead_axes=SPECS.w_el)
         if cfg.recombine == "mix":
             self.w_mix_dd = param(rng, (cfg.d_model, cfg.d_model), (None, None), INIT_STD)
 
@@ -107,14 +109,23 @@ class SectionalTrunk(nnx.Module):
             x_btd = block_forward(block.weights(), x_btd, self.cfg.n_heads)
         return x_btd
 
-    def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
+    def expert_input(self, x_btd: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Everything before the expert stage: (full-length stream, shortened stream, its E slices)."""
         cfg = self.cfg
         x_btd = self.pre_expert(x_btd)
         short_bsd = pool_causal(x_btd, cfg.shorten)
+        b, s, _ = short_bsd.shape
+        return x_btd, short_bsd, short_bsd.reshape(b, s, cfg.n_experts, cfg.expert_width).transpose(0, 2, 1, 3)
+
+    def expert_fn(self, w_layers, x_btd: jax.Array) -> jax.Array:
+        """One expert's work on its slice; `expert_parallel` runs it for every expert."""
+        return expert_stack_forward(w_layers, x_btd, self.cfg.expert_heads)
+
+    def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
+        cfg = self.cfg
+        x_btd, short_bsd, slices_besw = self.expert_input(x_btd)
+        out_besw = expert_parallel(self.expert_fn, self.experts.weights(), slices_besw)
         b, s, d = short_bsd.shape
-        slices_besw = short_bsd.reshape(b, s, cfg.n_experts, cfg.expert_width).transpose(0, 2, 1, 3)
-        out_besw = expert_parallel(lambda w, x: expert_stack_forward(w, x, cfg.expert_heads),
-                                   self.experts.weights(), slices_besw)
         delta_bsd = out_besw.transpose(0, 2, 1, 3).reshape(b, s, d) - short_bsd
         if cfg.recombine == "mix":
             delta_bsd = delta_bsd @ self.w_mix_dd[...]

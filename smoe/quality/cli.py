@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from smoe import atomic
 from smoe.errors import UserError
 from smoe.sweep.kinds import POINT_PREPARERS, POINT_RUNNERS
 from smoe.sweep.store import ResultStore
@@ -76,9 +77,9 @@ def write_report(directory: Path, out: Path, bootstrap: int) -> str:
         laws.write_clark_csv(group, csv_path)
         clark[csv_path.name] = laws.fit_clark_group(group, bootstrap)
     budget_law = laws.fit_budget_law(all_settings, bootstrap)
-    (out / "fits.json").write_text(json.dumps({"clark": clark, "loss_vs_budget": budget_law}, indent=2) + "\n")
+    atomic.write_text(out / "fits.json", json.dumps({"clark": clark, "loss_vs_budget": budget_law}, indent=2) + "\n")
     figures.iso_flop_figure(all_settings, out / "iso_flop.png")
     figures.loss_vs_e_figure(all_settings, out / "loss_vs_e.png")
     text = report.markdown(all_settings, comparisons, clark, budget_law, directory)
-    (out / "results.md").write_text(text)
+    atomic.write_text(out / "results.md", text)
     return text

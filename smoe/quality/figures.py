@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
+from smoe import atomic
 from smoe.quality.report import Setting, expert_settings, iso_flop_labels
 
 SETTING_NOTE = "byte-level Shakespeare"
@@ -32,10 +32,9 @@ def _save(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _pyplot():

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 
 from smoe.config import MODEL_KINDS, DataConfig, MeshConfig, ModelConfig, RunConfig, TrainConfig
 from smoe.errors import UserError
-from smoe.quality.accounting import train_flops_per_token
+from smoe.accounting import train_flops_per_token
 
 HEAD_DIM = 16
 # Rounding steps to an integer misses the budget by at most 0.5 / steps, so 50 steps bounds it by 1%.

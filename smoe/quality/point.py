@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from smoe.quality.accounting import params_active, params_total, train_flops_per_token
+from smoe.accounting import params_active, params_total, train_flops_per_token
 from smoe.quality.heuristic import config_for_budget, point_from_dict, train_flops
 from smoe.run_log import METRICS_NAME
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
 import sqlite3
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
 
+from smoe.atomic import atomic_path
 from smoe.errors import UserError
 from smoe.sweep.spec import SweepSpec, expand, spec_hash, spec_json
 
@@ -140,18 +139,10 @@ class ResultStore:
         path = Path(path)
         flat = [{"point": key} | _flatten(point) | _flatten(result) for key, point, result in self._done()]
         columns = list(dict.fromkeys(column for row in flat for column in row))
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=columns)
-                writer.writeheader()
-                writer.writerows(flat)
-            # mkstemp makes the file private; an exported table is meant to be shared like any output.
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(flat)
         return len(flat)
 
 

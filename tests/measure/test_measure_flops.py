@@ -11,7 +11,8 @@ import pytest
 from flax import nnx
 
 from smoe.config import ModelConfig
-from smoe.measure.analysis import analytic_flop_terms, analytic_flops, paper_cost_flops, xla_cost
+from smoe.accounting import analytic_flop_terms, analytic_flops, paper_cost_flops
+from smoe.measure.analysis import xla_cost
 from smoe.models.lm import lm_loss, make_model
 
 TOLERANCE = 0.10

@@ -4,10 +4,9 @@ import pytest
 
 from smoe.errors import UserError
 from smoe.models.lm import count_params, make_model
-from smoe.quality.accounting import params_active, params_total, train_flops_per_token
+from smoe.accounting import analytic_flops, params_active, params_total, train_flops_per_token
 from smoe.quality.heuristic import (MIN_STEPS, batch_size, config_for_budget, learning_rate, model_config,
                                     point_from_dict, train_flops)
-from smoe.measure.analysis import analytic_flops
 
 ARCHES = [{"family": "dense"}, {"family": "topk", "n_experts": 4, "top_k": 2},
           {"family": "sectional", "n_experts": 4}, {"family": "sectional", "n_experts": 8, "shorten": 2}]

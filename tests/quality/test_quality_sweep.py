@@ -8,7 +8,7 @@ import pytest
 from smoe.errors import UserError
 from smoe.quality import cli as quality_cli
 from smoe.quality.heuristic import MIN_STEPS, batch_size, model_config, point_from_dict
-from smoe.quality.accounting import train_flops_per_token
+from smoe.accounting import train_flops_per_token
 from smoe.sweep.kinds import POINT_PREPARERS, POINT_RUNNERS
 from smoe.sweep.runner import run_sweep
 from smoe.sweep.spec import SweepSpec, expand

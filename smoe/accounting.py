@@ -1,0 +1,154 @@
+"""Analytic matmul FLOPs and parameter counts of every model family, from its config alone.
+
+Jax-free, so the CLI, the budget heuristic and theory cross-checks use it without starting jax;
+tests check it against XLA's cost analysis and against `count_params` of built models.
+Units: FLOPs = 2 x multiply-accumulates, so a [m, k] @ [k, n] matmul is 2 m n k (theory.CostModel
+counts MACs). A new family adds one entry to FLOP_TERMS and one to PARAMS, keyed by `model.kind`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from smoe.config import ModelConfig
+
+# The backward pass does two matmuls per forward matmul (input and weight gradients).
+TRAIN_FLOPS_PER_FORWARD = 3.0
+
+
+def expert_capacity(tokens_per_group: int, n_experts: int, top_k: int, capacity_factor: float) -> int:
+    """Token slots per expert per group in token-routed MoE (the model and this count share it)."""
+    return max(1, math.ceil(capacity_factor * top_k * tokens_per_group / n_experts))
+
+
+def _block_terms(prefix: str, tokens: int, seq: int, width: int, d_ff: int, layers: int) -> dict[str, float]:
+    """Matmul FLOPs of `layers` pre-norm blocks on `tokens` = batch*seq tokens at `width`.
+
+    Attention scores and weighted values are counted over the full seq x seq square: the causal mask
+    is applied after a dense matmul, so that is what the hardware executes.
+    """
+    return {
+        f"{prefix}qkv": layers * 2.0 * tokens * width * 3 * width,
+        f"{prefix}attention_scores": layers * 2.0 * tokens * seq * width,
+        f"{prefix}attention_values": layers * 2.0 * tokens * seq * width,
+        f"{prefix}out_proj": layers * 2.0 * tokens * width * width,
+        f"{prefix}ffn_in": layers * 2.0 * tokens * width * d_ff,
+        f"{prefix}ffn_out": layers * 2.0 * tokens * d_ff * width,
+    }
+
+
+def _dense_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
+    return _block_terms("", batch * cfg.seq_len, cfg.seq_len, cfg.d_model, cfg.d_ff, cfg.n_layers)
+
+
+def _topk_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
+    t, d, e, k = cfg.seq_len, cfg.d_model, cfg.n_experts, cfg.top_k
+    tokens = batch * t
+    capacity = expert_capacity(t, e, k, cfg.capacity_factor)
+    attention = _block_terms("", tokens, t, d, cfg.d_ff, cfg.n_layers)
+    slots = batch * e * capacity  # token slots the experts process, dropped or not
+    return {
+        **{name: attention[name] for name in ("qkv", "attention_scores", "attention_values", "out_proj")},
+        "router": cfg.n_layers * 2.0 * tokens * d * e,
+        # one-hot (choice, slot) -> (expert, slot) tables: dispatch and combine each contract over k
+        "routing_tables": cfg.n_layers * 2 * 2.0 * tokens * e * capacity * k,
+        "dispatch": cfg.n_layers * 2.0 * tokens * e * capacity * d,
+        "combine": cfg.n_layers * 2.0 * tokens * e * capacity * d,
+        "ffn_in": cfg.n_layers * 2.0 * slots * d * cfg.d_ff,
+        "ffn_out": cfg.n_layers * 2.0 * slots * cfg.d_ff * d,
+    }
+
+
+def _sectional_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
+    t, d, e = cfg.seq_len, cfg.d_model, cfg.n_experts
+    s, w = t // cfg.shorten, cfg.expert_width
+    terms = _block_terms("pre_", batch * t, t, d, cfg.d_ff, cfg.pre_layers)
+    # E experts, each a block stack at width d/E on the shortened sequence.
+    experts = _block_terms("experts_", batch * s, s, w, cfg.ffn_mult * w, cfg.expert_layers)
+    terms |= {name: e * flops for name, flops in experts.items()}
+    if cfg.recombine == "mix":
+        terms["mix"] = 2.0 * batch * s * d * d
+    return terms
+
+
+# model.kind -> named forward matmul FLOP terms of its trunk over `batch` sequences
+FLOP_TERMS: dict[str, Callable[[ModelConfig, int], dict[str, float]]] = {
+    "dense": _dense_terms, "topk": _topk_terms, "sectional": _sectional_terms}
+
+
+def analytic_flop_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
+    """Named matmul FLOP terms of one forward pass over `batch` sequences of cfg.seq_len tokens."""
+    return FLOP_TERMS[cfg.kind](cfg, batch) | {"lm_head": 2.0 * batch * cfg.seq_len * cfg.d_model * cfg.vocab_size}
+
+
+def analytic_flops(cfg: ModelConfig, batch: int) -> float:
+    """Forward matmul FLOPs; embedding lookups are gathers and cost none."""
+    return sum(analytic_flop_terms(cfg, batch).values())
+
+
+def train_flops_per_token(cfg: ModelConfig) -> float:
+    """Matmul FLOPs of one training step per token: forward x 3 for the backward."""
+    return TRAIN_FLOPS_PER_FORWARD * analytic_flops(cfg, 1) / cfg.seq_len
+
+
+def paper_cost_flops(cfg: ModelConfig, batch: int) -> dict[str, float]:
+    """The paper's S(E) work terms (theory.CostModel, total-work reading) for this sectional model.
+
+    theory counts one pre-expert block and one expert layer in MACs per sequence; scaled here to
+    the model's layers and batch and to FLOPs (2 per MAC). They are the subset of
+    `analytic_flop_terms` the paper models: QKV, attention scores and FFN (no attention-weighted
+    values, output projections, mixing or LM head), so the two can be compared term by term.
+    """
+    import theory
+
+    model = theory.CostModel(d0=cfg.d_model, seq_len=cfg.seq_len, seq_reduced=cfg.seq_len // cfg.shorten,
+                             alpha=1.0, heads=cfg.expert_heads, regime="work", ffn_mult=cfg.ffn_mult)
+    layers = {"pre": cfg.pre_layers, "experts": cfg.expert_layers}
+    return {f"theory.{name}": 2.0 * batch * layers[name.rsplit("_", 1)[1]] * float(macs)
+            for name, macs in model.terms(cfg.n_experts).items() if name not in ("overhead", "latency")}
+
+
+def _block_params(width: int, d_ff: int) -> int:
+    # two norm scales, QKV, output projection, FFN in and out
+    return 2 * width + 4 * width * width + 2 * width * d_ff
+
+
+def _expert_ffn_params(cfg: ModelConfig) -> int:
+    return 2 * cfg.d_model * cfg.d_ff
+
+
+def _dense_params(cfg: ModelConfig) -> int:
+    return cfg.n_layers * _block_params(cfg.d_model, cfg.d_ff)
+
+
+def _topk_params(cfg: ModelConfig) -> int:
+    d = cfg.d_model
+    attention = 2 * d + 4 * d * d
+    return cfg.n_layers * (attention + d * cfg.n_experts + cfg.n_experts * _expert_ffn_params(cfg))
+
+
+def _sectional_params(cfg: ModelConfig) -> int:
+    width = cfg.expert_width
+    experts = cfg.n_experts * cfg.expert_layers * _block_params(width, cfg.ffn_mult * width)
+    mix = cfg.d_model ** 2 if cfg.recombine == "mix" else 0
+    return cfg.pre_layers * _block_params(cfg.d_model, cfg.d_ff) + experts + mix
+
+
+# model.kind -> parameters of its trunk
+PARAMS: dict[str, Callable[[ModelConfig], int]] = {
+    "dense": _dense_params, "topk": _topk_params, "sectional": _sectional_params}
+
+
+def params_total(cfg: ModelConfig) -> int:
+    d = cfg.d_model
+    shell = 2 * cfg.vocab_size * d + cfg.seq_len * d + d  # embedding, LM head, positions, final norm
+    return shell + PARAMS[cfg.kind](cfg)
+
+
+def params_active(cfg: ModelConfig) -> int:
+    """Parameters a token passes through. Sectional experts each see every token (on its slice), so
+    only top-k has inactive weights: the FFNs of the E - k experts a token was not routed to."""
+    if cfg.kind != "topk":
+        return params_total(cfg)
+    return params_total(cfg) - cfg.n_layers * (cfg.n_experts - cfg.top_k) * _expert_ffn_params(cfg)
