@@ -199,24 +199,60 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     return RunConfig(**sections)
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """`--set model.n_experts=8` style overrides; values parse as YAML scalars."""
-    merged = {section: dict(values or {}) for section, values in (raw or {}).items()}
-    for item in overrides:
+# Short names a sweep or measure point may use for run-config keys; resolved here and nowhere else.
+ALIASES = {"E": "model.n_experts", "d": "model.d_model", "L": "model.seq_len", "r": "model.shorten",
+           "family": "model.kind", "batch": "train.batch_size", "mesh_data": "mesh.data", "mesh_expert": "mesh.expert"}
+
+
+def config_key(name: str) -> str | None:
+    """`section.key` for a dotted key, an alias, or a bare key of one section (`n_layers`, `seed`);
+    None when `name` is none of these."""
+    if name in ALIASES:
+        return ALIASES[name]
+    section, _, key = name.rpartition(".")
+    owners = [s for s, cls in _SECTION_TYPES.items() if key in {f.name for f in fields(cls)} and section in ("", s)]
+    return f"{owners[0]}.{key}" if len(owners) == 1 else None
+
+
+def nest(flat: dict[str, Any]) -> dict[str, dict]:
+    """{"model.n_experts": 8} -> {"model": {"n_experts": 8}}."""
+    raw: dict[str, dict] = {}
+    for dotted, value in flat.items():
+        section, key = dotted.split(".")
+        raw.setdefault(section, {})[key] = value
+    return raw
+
+
+def load_yaml(path: str | Path) -> Any:
+    """The one YAML reader for configs: a missing file or bad YAML is a one-line UserError."""
+    path = Path(path)
+    _require(path.is_file(), "config", f"file {str(path)!r} not found; pass an existing YAML file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise UserError(f"config: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
+
+
+def parse_sets(items: list[str]) -> list[tuple[str, Any]]:
+    """The one `--set KEY=VALUE` parser; values parse as YAML scalars."""
+    parsed = []
+    for item in items:
         key, sep, text = item.partition("=")
-        _require(bool(sep) and key.count(".") == 1, f"--set {item}", "must look like section.key=value")
+        _require(bool(sep) and bool(key), f"--set {item}", "must look like key=value")
+        parsed.append((key, yaml.safe_load(text)))
+    return parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`--set model.n_experts=8` style overrides on a run config mapping."""
+    merged = {section: dict(values or {}) for section, values in (raw or {}).items()}
+    for key, value in parse_sets(overrides):
+        _require(key.count(".") == 1, f"--set {key}", "must look like section.key=value")
         section, name = key.split(".")
-        merged.setdefault(section, {})[name] = yaml.safe_load(text)
+        merged.setdefault(section, {})[name] = value
     return merged
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        _require(path.is_file(), "config", f"file {str(path)!r} not found; pass an existing YAML file")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise UserError(f"config: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    raw = (load_yaml(path) or {}) if path is not None else {}
     return config_from_dict(apply_overrides(raw, list(overrides)))

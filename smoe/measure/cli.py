@@ -1,24 +1,25 @@
 """`smoe measure CONFIG.yaml [--set k=v ...] [--repeats N] [--json]`: time programs at each point.
 
-CONFIG holds `points:` (a list of mappings) or one point as the top-level mapping. Point keys:
-kind, E, d, L, r, batch, mesh_data, mesh_expert, n_layers, pre_layers, n_heads, expert_heads,
-ffn_mult, top_k, capacity_factor, recombine, vocab_size, seed, repeats, baselines. `--set E=8`
-overrides a key in every point. With `baselines: true` the dense and top-k models of the same size
-are measured too, and the table shows sectional/dense step time next to the FLOP-predicted ratio.
+CONFIG holds `points:` (a list of mappings) or one point as the top-level mapping. A point is a
+partial run config (dotted `model.n_experts: 8`, nested `model: {...}` or bare `n_layers: 3`; short
+aliases E, d, L, r, batch, mesh_data, mesh_expert) plus the measurement keys repeats, baselines,
+devices, processes. `--set E=8` overrides a key in every point. With `baselines: true` the dense and
+top-k models of the same size are measured too, and the table shows sectional/dense step time next
+to the FLOP-predicted ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-from pathlib import Path
 
-import yaml
-
+from smoe import accounting
+from smoe.config import load_yaml, parse_sets
 from smoe.errors import UserError
 from smoe.launch import emulate_cpu_devices
-from smoe.measure import point as points
-from smoe.sweep.kinds import POINT_PREPARERS, POINT_RUNNERS
+from smoe.measure.point import MeasurePoint, devices_needed, parse_point
+from smoe.sweep.kinds import SweepKind, register_kind
 
 PROGRAM_COLUMNS = ("train_step", "forward", "pre_expert", "experts", "exchange")
 
@@ -32,42 +33,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per program (default: point's or 5)")
     parser.add_argument("--json", action="store_true", help="one JSON record per point instead of a table")
     parser.set_defaults(func=run)
-    POINT_RUNNERS["measure"] = _sweep_point
-    POINT_PREPARERS["measure"] = prepare_points
 
 
-def _sweep_point(point: dict) -> dict:
+def _sweep_point(point: MeasurePoint) -> dict:
     from smoe.measure.record import run_measure_point
 
     return run_measure_point(point)
 
 
-def prepare_points(listed: list[dict]) -> None:
-    """Validate every point, then ask for enough emulated devices for the largest mesh.
-
-    XLA reads the device-count flag when its CPU backend starts, so this runs before any jax call.
-    """
-    emulate_cpu_devices(points.devices_needed([points.normalize(p) for p in listed]))
+def prepare_points(points: list[MeasurePoint]) -> None:
+    """Ask for enough emulated devices for the largest mesh; XLA reads the device-count flag when its
+    CPU backend starts, so this runs before any jax call."""
+    emulate_cpu_devices(devices_needed(points))
 
 
-def load_points(path: str, overrides: list[str]) -> list[dict]:
-    file = Path(path)
-    if not file.is_file():
-        raise UserError(f"config: file {path!r} not found; pass an existing YAML file")
-    try:
-        raw = yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise UserError(f"config: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
+def point_size(point: MeasurePoint) -> dict:
+    cfg = point.config
+    return {"params": accounting.params_total(cfg.model),
+            "train_flops": accounting.TRAIN_FLOPS_PER_FORWARD * accounting.analytic_flops(cfg.model, cfg.train.batch_size)}
+
+
+register_kind("measure", SweepKind(run=_sweep_point, parse=parse_point, prepare=prepare_points, size=point_size))
+
+
+def load_points(path: str, overrides: list[str]) -> list[MeasurePoint]:
+    raw = load_yaml(path) or {}
     listed = raw.get("points") if isinstance(raw, dict) and "points" in raw else [raw]
     if not isinstance(listed, list) or not listed:
         raise UserError("config.points: must be a non-empty list of point mappings")
-    parsed = []
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set {item}: must look like key=value")
-        parsed.append((key, yaml.safe_load(text)))
-    return [points.normalize(dict(p) | dict(parsed) if isinstance(p, dict) else p) for p in listed]
+    parsed = dict(parse_sets(overrides))
+    return [parse_point(dict(p) | parsed if isinstance(p, dict) else p) for p in listed]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,13 +71,14 @@ def run(args: argparse.Namespace) -> int:
     todo = load_points(args.config, args.set)
     prepare_points(todo)
     from smoe.measure.peak import matmul_peak_flops
-    from smoe.measure.record import DEFAULT_REPEATS, run_measure_point
+    from smoe.measure.record import run_measure_point
 
     peak = None if args.json else matmul_peak_flops()
     records = []
     for p in todo:
-        repeats = args.repeats or p.get("repeats", DEFAULT_REPEATS)
-        record = run_measure_point(p | {"repeats": repeats})
+        if args.repeats:
+            p = dataclasses.replace(p, spec=dataclasses.replace(p.spec, repeats=args.repeats))
+        record = run_measure_point(p)
         if args.json:
             print(json.dumps(record), flush=True)
         records.append(record)

@@ -1,67 +1,95 @@
-"""A measurement point: a flat mapping of short names (E, d, L, r, ...) turned into a RunConfig.
+"""A measurement point: a partial run config plus the MeasureSpec that steers its measurement.
 
-Jax-free on purpose: the CLI validates points and counts the devices they need before jax starts.
+A point is a mapping of run-config keys, dotted (`model.n_experts`), nested (`model: {...}`), bare
+(`n_layers`) or by a short alias from `smoe.config.ALIASES` (E, d, L, r, batch, mesh_data, ...),
+plus the measurement keys of MeasureSpec. `parse_point` converts and validates it once into a
+MeasurePoint; everything downstream takes that object. Jax-free on purpose: the CLI validates points
+and counts the devices they need before jax starts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
-from smoe.config import RunConfig, config_from_dict
+from smoe.config import ALIASES, RunConfig, config_from_dict, config_key, nest
 from smoe.errors import UserError
 
-# point key -> (config section, config key)
-CONFIG_KEYS = {
-    "kind": ("model", "kind"),
-    "E": ("model", "n_experts"),
-    "d": ("model", "d_model"),
-    "L": ("model", "seq_len"),
-    "r": ("model", "shorten"),
-    "n_layers": ("model", "n_layers"),
-    "pre_layers": ("model", "pre_layers"),
-    "n_heads": ("model", "n_heads"),
-    "expert_heads": ("model", "expert_heads"),
-    "ffn_mult": ("model", "ffn_mult"),
-    "top_k": ("model", "top_k"),
-    "capacity_factor": ("model", "capacity_factor"),
-    "recombine": ("model", "recombine"),
-    "vocab_size": ("model", "vocab_size"),
-    "batch": ("train", "batch_size"),
-    "seed": ("train", "seed"),
-    "mesh_data": ("mesh", "data"),
-    "mesh_expert": ("mesh", "expert"),
-}
-# Keys that steer the measurement rather than the model.
-MEASURE_KEYS = {"repeats": int, "baselines": bool, "devices": int, "processes": int}
+_SHORT = {dotted: alias for alias, dotted in ALIASES.items() if alias != "family"}
+# The short names a measurement record carries for its config keys (point key -> (section, key)).
+CONFIG_KEYS = {_SHORT.get(f"model.{k}", k): ("model", k)
+               for k in ("kind", "n_experts", "d_model", "seq_len", "shorten", "n_layers", "pre_layers", "n_heads",
+                         "expert_heads", "ffn_mult", "top_k", "capacity_factor", "recombine", "vocab_size")}
+CONFIG_KEYS |= {"batch": ("train", "batch_size"), "seed": ("train", "seed"),
+                "mesh_data": ("mesh", "data"), "mesh_expert": ("mesh", "expert")}
+# A measured point's defaults, in record names: the model of the default sweep on one device.
 DEFAULTS = {"kind": "sectional", "E": 4, "d": 128, "L": 128, "r": 1, "batch": 8, "mesh_data": 1, "mesh_expert": 1}
 
 
-def normalize(point: Any) -> dict:
-    """Defaults filled in and every key checked; raises UserError naming the offending point key."""
+@dataclass(frozen=True)
+class MeasureSpec:
+    """What steers a measurement rather than the model. `devices: N` places experts one group per
+    device group (mesh.expert = gcd(E, N), the rest data), so a sweep over E needs no mesh per point."""
+
+    repeats: int | None = None
+    baselines: bool = False
+    devices: int | None = None
+    processes: int = 1
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "baselines":
+                if not isinstance(value, bool):
+                    raise UserError(f"point.baselines: must be true or false, got {value!r}")
+            elif value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise UserError(f"point.{f.name}: must be a positive integer, got {value!r}")
+
+
+MEASURE_KEYS = {f.name: f.type for f in dataclasses.fields(MeasureSpec)}
+
+
+@dataclass(frozen=True)
+class MeasurePoint:
+    config: RunConfig
+    spec: MeasureSpec
+    # The point in record names with defaults filled in: the leading fields of its record.
+    fields: dict = field(compare=False)
+
+    def __post_init__(self) -> None:
+        if self.config.mesh.size % self.spec.processes:
+            raise UserError(f"point.processes: must divide the mesh size {self.config.mesh.size}, "
+                            f"got {self.spec.processes}")
+
+
+def _flatten(point: dict) -> dict[str, Any]:
+    """Nested sections to dotted keys, every key resolved to its record name or a MeasureSpec field."""
+    flat: dict[str, Any] = {}
+    for key, value in point.items():
+        if key in ("model", "mesh", "train") and isinstance(value, dict):
+            flat |= _flatten({f"{key}.{inner}": v for inner, v in value.items()})
+            continue
+        dotted = None if key in MEASURE_KEYS else config_key(key)
+        if key not in MEASURE_KEYS and (dotted is None or dotted.split(".")[0] == "data"):
+            raise UserError(f"point.{key}: unknown key; valid keys are run-config keys (model.*, mesh.*, train.*), "
+                            f"{sorted(CONFIG_KEYS)} and {sorted(MEASURE_KEYS)}")
+        flat[key if dotted is None else _SHORT.get(dotted, dotted.split(".")[1])] = value
+    return flat
+
+
+def parse_point(point: Any) -> MeasurePoint:
+    """Defaults filled in and every key checked once; a UserError names the offending point key."""
     if not isinstance(point, dict):
         raise UserError(f"point: must be a mapping of key: value, got {point!r}")
-    for key, value in point.items():
-        if key in MEASURE_KEYS:
-            expected = MEASURE_KEYS[key]
-            if not isinstance(value, expected) or (expected is int and (isinstance(value, bool) or value < 1)):
-                raise UserError(f"point.{key}: must be {'a positive integer' if expected is int else 'true or false'}, "
-                                f"got {value!r}")
-        elif key not in CONFIG_KEYS:
-            raise UserError(f"point.{key}: unknown key; valid keys are {sorted(CONFIG_KEYS) + sorted(MEASURE_KEYS)}")
-    full = DEFAULTS | point | _mesh_for_devices(point)
-    to_config(full)
-    if full["mesh_data"] * full["mesh_expert"] % full.get("processes", 1):
-        raise UserError(f"point.processes: must divide the mesh size {full['mesh_data'] * full['mesh_expert']}, "
-                        f"got {full['processes']}")
-    return full
+    flat = _flatten(point)
+    spec = MeasureSpec(**{k: v for k, v in flat.items() if k in MEASURE_KEYS})
+    full = DEFAULTS | {k: v for k, v in flat.items() if k != "repeats"} | _mesh_for_devices(flat)
+    return MeasurePoint(_to_config(full), spec, full)
 
 
 def _mesh_for_devices(point: dict) -> dict:
-    """`devices: N` places experts one group per device group: mesh_expert = gcd(E, N), the rest data.
-
-    So a sweep over E on a fixed machine needs no hand-written mesh per point.
-    """
     if "devices" not in point:
         return {}
     expert = math.gcd(point.get("E", DEFAULTS["E"]), point["devices"])
@@ -72,33 +100,24 @@ def _mesh_for_devices(point: dict) -> dict:
     return derived
 
 
-def to_config(point: dict) -> RunConfig:
-    raw: dict[str, dict] = {"model": {}, "mesh": {}, "train": {}}
-    for key, (section, name) in CONFIG_KEYS.items():
-        if key in point:
-            raw[section][name] = point[key]
+def _to_config(full: dict) -> RunConfig:
+    flat = {config_key(k): v for k, v in full.items() if k not in MEASURE_KEYS}
     try:
-        return config_from_dict(raw)
+        return config_from_dict(nest(flat))
     except UserError as err:
-        raise UserError(_point_names(str(err))) from None
+        # Config errors name `model.n_experts`; a point's author may have written `E`, so say both.
+        dotted = str(err).split(":", 1)[0]
+        short = _SHORT.get(dotted, dotted.split(".")[-1])
+        raise UserError(f"point.{short} ({dotted}):{str(err).split(':', 1)[1]}") from None
 
 
-def _point_names(message: str) -> str:
-    """Config errors name `model.n_experts`; a point's author wrote `E`, so say both."""
-    for key, (section, name) in CONFIG_KEYS.items():
-        dotted = f"{section}.{name}"
-        if message.startswith(dotted):
-            return f"point.{key} ({dotted}){message[len(dotted):]}"
-    return message
-
-
-def baseline(point: dict, kind: str) -> dict:
-    """The same point as a dense or top-k model, for ratios measured in the same run."""
-    other = {key: value for key, value in point.items() if key != "baselines"} | {"kind": kind}
+def baseline_config(cfg: RunConfig, kind: str) -> RunConfig:
+    """The same model as dense or top-k, for ratios measured in the same run."""
+    model = dataclasses.replace(cfg.model, kind=kind)
     if kind == "topk":
-        other["top_k"] = min(other.get("top_k", 2), other["E"])
-    return other
+        model = dataclasses.replace(model, top_k=min(model.top_k, model.n_experts))
+    return dataclasses.replace(cfg, model=model)
 
 
-def devices_needed(points: list[dict]) -> int:
-    return max(p["mesh_data"] * p["mesh_expert"] for p in points)
+def devices_needed(points: list[MeasurePoint]) -> int:
+    return max(p.config.mesh.size for p in points)

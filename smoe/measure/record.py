@@ -9,6 +9,7 @@ import jax
 
 from smoe import accounting
 from smoe.measure import analysis, point as points
+from smoe.measure.point import MeasurePoint
 from smoe.measure.programs import build_programs
 from smoe.measure.timing import time_round_robin
 
@@ -45,40 +46,39 @@ def _program_fields(program, timing: dict) -> dict:
             **{f"collectives.{op}": n for op, n in analysis.collective_counts(program.compiled).items()}}
 
 
-def measure_point(point: dict, repeats: int = DEFAULT_REPEATS) -> dict:
+def measure_point(point: MeasurePoint, repeats: int = DEFAULT_REPEATS) -> dict:
     """Point fields at the top level, then `program.field`, `baseline.KIND.program.field` and ratios.
 
     With `baselines: true` the dense and top-k models of the same size are compiled in the same
     process and every program of every kind is timed in turn, so the sectional/dense ratios see the
     same machine state.
     """
-    full = points.normalize(point)
-    kinds = {"": full}
-    if full.get("baselines"):
-        kinds |= {f"baseline.{kind}.": points.baseline(full, kind) for kind in BASELINE_KINDS if kind != full["kind"]}
-    record = dict(full) | context()
+    kind = point.config.model.kind
+    configs = {"": point.config}
+    if point.spec.baselines:
+        configs |= {f"baseline.{other}.": points.baseline_config(point.config, other)
+                    for other in BASELINE_KINDS if other != kind}
+    record = dict(point.fields) | context()
     programs = {}
-    for prefix, kind_point in kinds.items():
-        cfg = points.to_config(kind_point)
+    for prefix, cfg in configs.items():
         record |= {prefix + key: value for key, value in _static_fields(cfg).items()}
         programs |= {prefix + name: program for name, program in build_programs(cfg).items()}
     timings = time_round_robin({name: program.run for name, program in programs.items()}, repeats=repeats)
     for name, program in programs.items():
         record |= {f"{name}.{key}": value for key, value in _program_fields(program, timings[name]).items()}
-    if full.get("baselines"):
-        dense = "" if full["kind"] == "dense" else "baseline.dense."
+    if point.spec.baselines:
+        dense = "" if kind == "dense" else "baseline.dense."
         record["ratio.step_time_over_dense"] = record["train_step.median_s"] / record[f"{dense}train_step.median_s"]
         record["ratio.flops_over_dense"] = (record["analytic_flops.forward"]
                                             / record[f"{dense}analytic_flops.forward"])
     return record
 
 
-def run_measure_point(point: dict) -> dict:
-    """Sweep-point form: the repeat count travels inside the point; `processes: N` > 1 measures
-    with N local processes joined by jax.distributed (real inter-process collectives)."""
-    point = points.normalize(point)
-    repeats = point.pop("repeats", DEFAULT_REPEATS)
-    if point.get("processes", 1) > 1:
+def run_measure_point(point: MeasurePoint) -> dict:
+    """`processes: N` > 1 measures with N local processes joined by jax.distributed (real
+    inter-process collectives); the repeat count comes from the point's spec."""
+    repeats = point.spec.repeats or DEFAULT_REPEATS
+    if point.spec.processes > 1:
         from smoe.measure.worker import measure_in_processes
 
         return measure_in_processes(point, repeats)

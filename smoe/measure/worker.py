@@ -15,14 +15,13 @@ from pathlib import Path
 from smoe import atomic, launch
 
 
-def measure_in_processes(point: dict, repeats: int) -> dict:
-    """The record of `point` measured by point['processes'] local processes joined by jax.distributed."""
+def measure_in_processes(point, repeats: int) -> dict:
+    """The record of MeasurePoint `point` measured by its spec.processes local processes (jax.distributed)."""
     with tempfile.TemporaryDirectory(prefix="smoe-measure-") as tmp:
         point_file, out_file = Path(tmp) / "point.json", Path(tmp) / "record.json"
-        point_file.write_text(json.dumps(point))
-        devices = point["mesh_data"] * point["mesh_expert"]
+        point_file.write_text(json.dumps(point.fields))
         code = launch.launch_local([str(point_file), str(out_file), "--repeats", str(repeats)],
-                                   point["processes"], devices, module="smoe.measure.worker")
+                                   point.spec.processes, point.config.mesh.size, module="smoe.measure.worker")
         if code != 0 or not out_file.exists():
             raise RuntimeError(f"multi-process measurement failed with exit code {code}")
         return json.loads(out_file.read_text())
@@ -40,9 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     launch.init_worker(args.coordinator, args.num_processes, args.process_id)
     import jax
 
+    from smoe.measure.point import parse_point
     from smoe.measure.record import measure_point
 
-    record = measure_point(json.loads(Path(args.point).read_text()), args.repeats)
+    record = measure_point(parse_point(json.loads(Path(args.point).read_text())), args.repeats)
     if jax.process_index() == 0:
         atomic.write_text(args.out, json.dumps(record))
     return 0

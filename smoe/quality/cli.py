@@ -1,7 +1,7 @@
 """Registers the sweep kind `train` and `smoe quality report DIR`: tables, loss laws and figures.
 
-Registration stays jax-free: the heuristic (which reaches jax through the FLOP model) and the
-trainer are imported only when a sweep prepares or runs its points.
+Importing this module registers the kind; it stays jax-free (the heuristic counts FLOPs with the
+jax-free smoe.accounting), and the trainer is imported only when a point runs.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import json
 from pathlib import Path
 
 from smoe import atomic
+from smoe.accounting import params_total
 from smoe.errors import UserError
-from smoe.sweep.kinds import POINT_PREPARERS, POINT_RUNNERS
+from smoe.quality.heuristic import config_for_budget, point_from_dict, train_flops
+from smoe.sweep.kinds import SweepKind, register_kind
 from smoe.sweep.store import ResultStore
 
 
@@ -25,30 +27,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--out", metavar="DIR", help="where to write (default: the sweep DIR)")
     report.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the law intervals")
     report.set_defaults(func=_report)
-    POINT_RUNNERS["train"] = _train_point
-    POINT_PREPARERS["train"] = prepare_train_points
 
 
-def _train_point(point: dict) -> dict:
+def _train_point(point) -> dict:
     from smoe.quality.point import run_train_point
 
     return run_train_point(point)
 
 
-def prepare_train_points(points: list[dict]) -> None:
-    """Every point must map to a valid config before the first one trains, and the corpus must be here."""
+def parse_train_point(raw: dict):
+    """A QualityPoint whose budget gives a valid run config (checked here, before anything trains)."""
+    point = point_from_dict(raw)
+    config_for_budget(point)
+    return point
+
+
+def point_size(point) -> dict:
+    cfg = config_for_budget(point)
+    return {"params": params_total(cfg.model), "train_flops": train_flops(cfg), "steps": cfg.train.steps}
+
+
+def prepare_train_points(points: list) -> None:
+    """The corpus must be here before the first point trains."""
     import jax
 
     from smoe.data import REGISTRY, cache_root, fetch
-    from smoe.quality.heuristic import config_for_budget, point_from_dict
 
-    corpora = {config_for_budget(point_from_dict(point)).data.corpus for point in points}
+    corpora = {point.corpus for point in points}
     for corpus in sorted(corpora & set(REGISTRY)):
         fetch(corpus)
     # The seeds of one setting compile identical programs; a persistent cache compiles them once,
     # saving ~10 s of XLA time per repeated point on CPU. Compiled code, and so every loss, is unchanged.
     if not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", str(cache_root() / "jax-compilation"))
+
+
+register_kind("train", SweepKind(run=_train_point, parse=parse_train_point, prepare=prepare_train_points,
+                                size=point_size))
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from smoe.config import MODEL_KINDS, DataConfig, MeshConfig, ModelConfig, RunConfig, TrainConfig
-from smoe.errors import UserError
 from smoe.accounting import train_flops_per_token
+from smoe.config import ALIASES, DataConfig, MeshConfig, ModelConfig, RunConfig, TrainConfig, config_from_dict
+from smoe.errors import UserError
 
 HEAD_DIM = 16
 # Rounding steps to an integer misses the budget by at most 0.5 / steps, so 50 steps bounds it by 1%.
@@ -41,25 +41,23 @@ class QualityPoint:
     eval_batches: int = 4
 
     def __post_init__(self) -> None:
-        if self.family not in MODEL_KINDS:
-            raise UserError(f"family: must be one of {MODEL_KINDS}, got {self.family!r}")
-        for name in ("d_model", "n_layers", "seq_len", "n_experts", "top_k", "shorten", "eval_batches"):
+        # Model keys are validated by ModelConfig itself; only what a budget point adds is checked here.
+        for name in ("eval_batches", "seed"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UserError(f"{name}: must be an integer >= 1, got {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool) or value < (name == "eval_batches"):
+                raise UserError(f"{name}: must be an integer >= {int(name == 'eval_batches')}, got {value!r}")
         if not (isinstance(self.budget, float) and math.isfinite(self.budget) and self.budget > 0):
             raise UserError(f"budget: must be a positive number of training FLOPs, got {self.budget!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise UserError(f"seed: must be an integer >= 0, got {self.seed!r}")
-        if self.d_model % HEAD_DIM and self.d_model > HEAD_DIM:
-            raise UserError(f"d_model: must be a multiple of the head size {HEAD_DIM} (or at most it), "
-                            f"got {self.d_model}")
         if self.family == "dense" and self.n_experts != 1:
             raise UserError(f"n_experts: a dense model has no experts; drop it or set 1, got {self.n_experts}")
         if self.family != "topk" and self.top_k != 1:
             raise UserError(f"top_k: only family topk routes tokens; drop it for {self.family}")
         if self.family != "sectional" and self.shorten != 1:
             raise UserError(f"shorten: only family sectional shortens the sequence; drop it for {self.family}")
+        model_config(self)
+        if self.d_model % HEAD_DIM and self.d_model > HEAD_DIM:
+            raise UserError(f"d_model: must be a multiple of the head size {HEAD_DIM} (or at most it), "
+                            f"got {self.d_model}")
 
     @property
     def label(self) -> str:
@@ -107,9 +105,16 @@ def batch_size(d_model: int) -> int:
 
 
 def model_config(point: QualityPoint) -> ModelConfig:
-    return ModelConfig(kind=point.family, d_model=point.d_model, n_layers=point.n_layers,
-                       n_heads=max(1, point.d_model // HEAD_DIM), seq_len=point.seq_len, n_experts=point.n_experts,
-                       top_k=point.top_k, pre_layers=PRE_LAYERS, expert_heads=1, shorten=point.shorten)
+    """The point's model; ModelConfig's own checks reject bad values, named as the point names them."""
+    heads = max(1, point.d_model // HEAD_DIM) if isinstance(point.d_model, int) else 1
+    values = {"kind": point.family, "d_model": point.d_model, "n_layers": point.n_layers, "seq_len": point.seq_len,
+              "n_experts": point.n_experts, "top_k": point.top_k, "shorten": point.shorten, "n_heads": heads,
+              "pre_layers": PRE_LAYERS, "expert_heads": 1}
+    try:
+        return config_from_dict({"model": values}).model
+    except UserError as err:
+        key, message = str(err).split(":", 1)
+        raise UserError(f"{'family' if key == ALIASES['family'] else key.removeprefix('model.')}:{message}") from None
 
 
 def config_for_budget(point: QualityPoint) -> RunConfig:

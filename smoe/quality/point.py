@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from smoe.accounting import params_active, params_total, train_flops_per_token
-from smoe.quality.heuristic import config_for_budget, point_from_dict, train_flops
+from smoe.quality.heuristic import QualityPoint, config_for_budget, train_flops
 from smoe.run_log import METRICS_NAME
 
 
@@ -24,10 +24,9 @@ def _metric_rows(run_dir: Path, split: str) -> list[dict]:
     return [row for row in rows if row["split"] == split]
 
 
-def run_train_point(raw: dict) -> dict:
+def run_train_point(point: QualityPoint) -> dict:
     from smoe.train import train  # jax loads only when a point actually trains
 
-    point = point_from_dict(raw)
     cfg = config_for_budget(point)
     with tempfile.TemporaryDirectory(prefix="smoe-quality-") as tmp:
         run_dir = Path(tmp) / "run"

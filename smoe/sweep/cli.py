@@ -9,18 +9,20 @@ import json
 from pathlib import Path
 
 from smoe.errors import UserError
-from smoe.sweep.kinds import POINT_PREPARERS, runner_for
+from smoe.sweep.kinds import kind_for
 from smoe.sweep.runner import run_sweep
-from smoe.sweep.spec import expand, load_spec
+from smoe.sweep.spec import expand, load_spec, point_key
 from smoe.sweep.store import ResultStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "sweep", help="run a resumable sweep, or show/export its results", description=__doc__,
-        usage="smoe sweep CONFIG.yaml --out DIR | --status DIR [--json] | --export DIR OUT.csv")
+        usage="smoe sweep CONFIG.yaml --out DIR | CONFIG.yaml --dry-run | --status DIR [--json] | --export DIR OUT.csv")
     parser.add_argument("config", nargs="?", help="sweep YAML (name, kind, base, grid, points, repeats)")
     parser.add_argument("--out", metavar="DIR", help="results directory; re-running resumes it")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="validate and list the points, their count and estimated size; run nothing")
     parser.add_argument("--status", metavar="DIR", help="print how many points are done/failed")
     parser.add_argument("--json", action="store_true", help="with --status: print JSON {total, done, failed}")
     parser.add_argument("--export", nargs=2, metavar=("DIR", "OUT_CSV"), help="write done points to a CSV")
@@ -37,15 +39,21 @@ def _handle(args: argparse.Namespace) -> int:
         return _status(Path(args.status), args.json)
     if args.export:
         return _export(Path(args.export[0]), Path(args.export[1]))
-    return _run(Path(args.config), args.out, progress=not args.no_progress)
+    return _run(Path(args.config), args.out, progress=not args.no_progress, dry_run=args.dry_run)
 
 
-def _run(config: Path, out: str | None, progress: bool) -> int:
-    if not out:
+def _run(config: Path, out: str | None, progress: bool, dry_run: bool = False) -> int:
+    if not out and not dry_run:
         raise UserError("sweep: --out DIR is required to run a sweep; pick a directory for results.sqlite")
     spec = load_spec(config)
-    POINT_PREPARERS.get(spec.kind, lambda points: None)(expand(spec))
-    status = run_sweep(spec, out, runner_for(spec.kind), progress=progress)
+    kind = kind_for(spec.kind)
+    # Every point is converted and validated once, before anything is written.
+    parsed = {point_key(point): kind.parse(point) for point in expand(spec)}
+    if dry_run:
+        print(_dry_run(spec.name, {key: kind.size(point) for key, point in parsed.items()}))
+        return 0
+    kind.prepare(list(parsed.values()))
+    status = run_sweep(spec, out, lambda point: kind.run(parsed[point_key(point)]), progress=progress)
     print(_summary(Path(out), status))
     if status["failed"]:
         with ResultStore(out, create=False) as store:
@@ -73,6 +81,13 @@ def _export(directory: Path, out_csv: Path) -> int:
         count = store.export_csv(out_csv)
     print(f"wrote {count} rows to {out_csv}")
     return 0
+
+
+def _dry_run(name: str, sizes: dict[str, dict]) -> str:
+    lines = [f"{key}  " + "  ".join(f"{k}={v:.3g}" for k, v in size.items()) for key, size in sizes.items()]
+    flops = [size["train_flops"] for size in sizes.values() if "train_flops" in size]
+    total = f"; total train_flops {sum(flops):.3g}" if flops else ""
+    return "\n".join(lines + [f"sweep {name}: {len(sizes)} points{total} (dry run: nothing ran)"])
 
 
 def _summary(directory: Path, status: dict[str, int]) -> str:

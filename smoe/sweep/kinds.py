@@ -1,15 +1,45 @@
-"""Which function computes a point, chosen by the config's `kind`.
+"""Which functions handle a sweep point, chosen by the config's `kind`.
 
-Other modules register their kinds by adding to POINT_RUNNERS at import time, e.g. from their
-CLI `register()` (which `smoe` always imports); the function itself should import jax lazily."""
+A kind's module registers it when imported (`register_kind` at module level, jax-free; its run
+function imports jax lazily). KIND_MODULES lists those modules; `kind_for` imports them on demand,
+so no CLI parser has to be built for a kind to exist.
+"""
 
 from __future__ import annotations
 
+import importlib
 import time
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from smoe.errors import UserError
 from smoe.sweep.spec import REPEAT_FIELD
+
+KIND_MODULES = ("smoe.measure.cli", "smoe.quality.cli")
+
+
+def _unchanged(point: dict) -> dict:
+    return point
+
+
+def _nothing(points: list) -> None:
+    return None
+
+
+def _no_size(point: Any) -> dict:
+    return {}
+
+
+@dataclass(frozen=True)
+class SweepKind:
+    run: Callable[[Any], dict]  # one parsed point -> its JSON-able result
+    # A point mapping -> the object `run` takes; called on every point before the first runs, so a
+    # bad point is refused before anything is written.
+    parse: Callable[[dict], Any] = _unchanged
+    # Process-wide set-up for all parsed points (emulated device count, corpus fetch).
+    prepare: Callable[[list], None] = _nothing
+    # What `smoe sweep --dry-run` shows per point: {"params": ..., "train_flops": ...}.
+    size: Callable[[Any], dict] = _no_size
 
 
 def synthetic_point(point: dict) -> dict:
@@ -23,14 +53,17 @@ def synthetic_point(point: dict) -> dict:
     return {"seconds": a + b / experts + alpha * experts**2 + jitter}
 
 
-POINT_RUNNERS: dict[str, Callable[[dict], dict]] = {"synthetic": synthetic_point}
-# Optional per-kind step run on all points before the first one: validate them (so a bad point is
-# refused before anything is written) and set process-wide state such as the emulated device count.
-POINT_PREPARERS: dict[str, Callable[[list[dict]], None]] = {}
+KINDS: dict[str, SweepKind] = {"synthetic": SweepKind(synthetic_point)}
 
 
-def runner_for(kind: str) -> Callable[[dict], dict]:
+def register_kind(name: str, kind: SweepKind) -> None:
+    KINDS[name] = kind
+
+
+def kind_for(name: str) -> SweepKind:
+    for module in KIND_MODULES:
+        importlib.import_module(module)
     try:
-        return POINT_RUNNERS[kind]
+        return KINDS[name]
     except KeyError:
-        raise UserError(f"sweep: unknown kind {kind!r}; known kinds: {', '.join(sorted(POINT_RUNNERS))}") from None
+        raise UserError(f"sweep: unknown kind {name!r}; known kinds: {', '.join(sorted(KINDS))}") from None

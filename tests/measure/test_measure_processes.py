@@ -9,24 +9,25 @@ from smoe.measure.record import run_measure_point
 
 @pytest.mark.parametrize("experts,mesh", [(1, (8, 1)), (2, (4, 2)), (8, (1, 8)), (16, (1, 8))])
 def test_devices_place_one_expert_group_per_device_group(experts, mesh):
-    full = points.normalize({"E": experts, "d": 64, "devices": 8})
-    assert (full["mesh_data"], full["mesh_expert"]) == mesh
-    assert points.normalize(full) == full, "normalising twice must not change or reject the point"
+    point = points.parse_point({"E": experts, "d": 64, "devices": 8})
+    assert (point.config.mesh.data, point.config.mesh.expert) == mesh
+    assert (point.fields["mesh_data"], point.fields["mesh_expert"]) == mesh
+    assert points.parse_point(point.fields) == point, "a record's point fields must parse back to the same point"
 
 
 def test_devices_conflicting_with_mesh_is_refused():
     with pytest.raises(UserError, match="point.devices"):
-        points.normalize({"E": 4, "devices": 8, "mesh_expert": 2})
+        points.parse_point({"E": 4, "devices": 8, "mesh_expert": 2})
 
 
 def test_processes_must_divide_the_mesh():
     with pytest.raises(UserError, match="point.processes"):
-        points.normalize({"E": 4, "devices": 4, "processes": 3})
+        points.parse_point({"E": 4, "devices": 4, "processes": 3})
 
 
 def test_two_process_measurement_crosses_processes():
-    record = run_measure_point({"E": 4, "d": 32, "L": 16, "batch": 8, "n_layers": 2, "pre_layers": 1,
-                                "n_heads": 2, "devices": 4, "processes": 2, "repeats": 2})
+    record = run_measure_point(points.parse_point({"E": 4, "d": 32, "L": 16, "batch": 8, "n_layers": 2, "pre_layers": 1,
+                                "n_heads": 2, "devices": 4, "processes": 2, "repeats": 2}))
     assert record["process_count"] == 2 and record["device_count"] == 4
     assert record["exchange.collectives.all-to-all"] == 2
     assert all(s > 0 for s in record["train_step.samples_s"])

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from smoe.measure.analysis import COLLECTIVES
+from smoe.measure.point import parse_point
 from smoe.measure.record import run_measure_point
 
 POINT = {"kind": "sectional", "E": 4, "d": 32, "L": 16, "batch": 8, "n_layers": 2,
@@ -15,7 +16,7 @@ CONTEXT_KEYS = ("backend", "device_count", "process_count", "jax_version", "mach
 
 @pytest.fixture(scope="module")
 def record():
-    return run_measure_point(POINT)
+    return run_measure_point(parse_point(POINT))
 
 
 def test_record_is_flat_json_with_point_and_context(record):

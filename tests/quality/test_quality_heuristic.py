@@ -73,7 +73,8 @@ def test_arch_and_repeat_are_folded_into_the_point():
     ({"family": "dense", "d_model": 40, "budget": 1e12}, "d_model"),
     ({"family": "dense", "budget": 1e12}, "d_model"),
     ({"family": "dense", "d_model": 32, "budget": 1e12, "lr": 0.1}, "lr"),
-    ({"family": "sectional", "d_model": 32, "budget": 1e12, "n_experts": 3}, "model.n_experts"),
+    ({"family": "sectional", "d_model": 32, "budget": 1e12, "n_experts": 3}, "n_experts"),
+    ({"family": "dense", "d_model": 32, "budget": 1e12, "seq_len": 0}, "seq_len"),
 ])
 def test_bad_points_are_refused_with_one_line_naming_the_field(raw, field):
     with pytest.raises(UserError) as err:

@@ -9,7 +9,7 @@ from smoe.errors import UserError
 from smoe.quality import cli as quality_cli
 from smoe.quality.heuristic import MIN_STEPS, batch_size, model_config, point_from_dict
 from smoe.accounting import train_flops_per_token
-from smoe.sweep.kinds import POINT_PREPARERS, POINT_RUNNERS
+from smoe.sweep.kinds import kind_for
 from smoe.sweep.runner import run_sweep
 from smoe.sweep.spec import SweepSpec, expand
 
@@ -31,13 +31,15 @@ def _tiny_budget() -> float:
 
 
 def test_two_point_mini_sweep_trains_stores_resumes_and_reports(tmp_path):
-    parser = _parser()  # registers the `train` kind, as `smoe` does at start-up
+    parser = _parser()
     budget = _tiny_budget()
     spec = SweepSpec.from_dict({"name": "mini", "kind": "train", "base": BASE | {"budget": budget},
                                 "grid": {"arch": ARCHES}})
-    POINT_PREPARERS["train"](expand(spec))
+    kind = kind_for("train")
+    parsed = [kind.parse(point) for point in expand(spec)]
+    kind.prepare(parsed)
     out = tmp_path / "sweep"
-    assert run_sweep(spec, out, POINT_RUNNERS["train"], progress=False)["done"] == 2
+    assert run_sweep(spec, out, lambda point: kind.run(kind.parse(point)), progress=False)["done"] == 2
 
     def must_not_run(point):
         raise AssertionError(f"done point retrained: {point}")
@@ -67,10 +69,9 @@ def test_two_point_mini_sweep_trains_stores_resumes_and_reports(tmp_path):
     assert rows["sectional E2 r2"]["tokens"] > rows["dense"]["tokens"]
 
 
-def test_preparer_refuses_a_bad_point_before_anything_runs(tmp_path):
-    _parser()
+def test_parse_refuses_a_bad_point_before_anything_runs(tmp_path):
     with pytest.raises(UserError, match="^budget:"):
-        POINT_PREPARERS["train"]([BASE | {"family": "dense", "budget": 1.0}])
+        kind_for("train").parse(BASE | {"family": "dense", "budget": 1.0})
 
 
 def test_report_of_an_empty_directory_is_a_user_error(tmp_path):

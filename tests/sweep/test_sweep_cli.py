@@ -11,7 +11,7 @@ import pytest
 
 from smoe.errors import UserError
 from smoe.sweep import cli
-from smoe.sweep.kinds import POINT_RUNNERS
+from smoe.sweep.kinds import KINDS, SweepKind
 
 CONFIG = "name: c\nkind: synthetic\nbase: {a: 1.0, b: 4.0, alpha: 0.5}\ngrid:\n  E: [1, 2]\nrepeats: 2\n"
 
@@ -41,10 +41,10 @@ def test_run_status_export(tmp_path, capsys):
 
 
 def test_unknown_kind_lists_known(tmp_path, monkeypatch):
-    monkeypatch.setitem(POINT_RUNNERS, "measure", lambda point: {})
+    monkeypatch.setitem(KINDS, "extra", SweepKind(lambda point: {}))
     config = tmp_path / "s.yaml"
     config.write_text(CONFIG.replace("synthetic", "bogus"))
-    with pytest.raises(UserError, match="unknown kind 'bogus'; known kinds: measure, synthetic"):
+    with pytest.raises(UserError, match="unknown kind 'bogus'; known kinds: extra, measure, synthetic, train"):
         _main(["sweep", str(config), "--out", str(tmp_path / "o")])
 
 
