@@ -50,7 +50,7 @@ def prepare_points(points: list[MeasurePoint]) -> None:
 def point_size(point: MeasurePoint) -> dict:
     cfg = point.config
     return {"params": accounting.params_total(cfg.model),
-            "train_flops": accounting.TRAIN_FLOPS_PER_FORWARD * accounting.analytic_flops(cfg.model, cfg.train.batch_size)}
+            "train_step_flops": accounting.TRAIN_FLOPS_PER_FORWARD * accounting.analytic_flops(cfg.model, cfg.train.batch_size)}
 
 
 register_kind("measure", SweepKind(run=_sweep_point, parse=parse_point, prepare=prepare_points, size=point_size))

@@ -85,8 +85,8 @@ def _export(directory: Path, out_csv: Path) -> int:
 
 def _dry_run(name: str, sizes: dict[str, dict]) -> str:
     lines = [f"{key}  " + "  ".join(f"{k}={v:.3g}" for k, v in size.items()) for key, size in sizes.items()]
-    flops = [size["train_flops"] for size in sizes.values() if "train_flops" in size]
-    total = f"; total train_flops {sum(flops):.3g}" if flops else ""
+    flops = [value for size in sizes.values() for key, value in size.items() if key.endswith("flops")]
+    total = f"; {sum(flops):.3g} FLOPs in all" if flops else ""
     return "\n".join(lines + [f"sweep {name}: {len(sizes)} points{total} (dry run: nothing ran)"])
 
 

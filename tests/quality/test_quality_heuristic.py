@@ -1,5 +1,7 @@
 """The budget -> config heuristic: FLOPs hit the budget, parameter counts match real models, bad points are refused."""
 
+import re
+
 import pytest
 
 from smoe.errors import UserError
@@ -16,11 +18,14 @@ ARCHES = [{"family": "dense"}, {"family": "topk", "n_experts": 4, "top_k": 2},
 @pytest.mark.parametrize("d_model", [32, 64, 256])
 @pytest.mark.parametrize("budget", [3.0e11, 1.0e12, 7.7e13])
 def test_train_flops_match_the_budget_within_one_percent(arch, d_model, budget):
-    try:
-        cfg = config_for_budget(point_from_dict({"arch": arch, "d_model": d_model, "budget": budget}))
-    except UserError as err:
-        assert "raise it to at least" in str(err)  # too small for this width: refused, never silently off
+    point = point_from_dict({"arch": arch, "d_model": d_model, "budget": budget})
+    smallest = MIN_STEPS * train_flops_per_token(model_config(point)) * batch_size(d_model) * point.seq_len
+    if budget < smallest * (1 - 0.5 / MIN_STEPS):
+        # too small for this width: refused with the budget it needs, never silently off
+        with pytest.raises(UserError, match=re.escape(f"raise it to at least {smallest:.3g}")):
+            config_for_budget(point)
         return
+    cfg = config_for_budget(point)
     # Independent of the heuristic's own helper: the analytic forward count, x3, over every token trained.
     tokens = cfg.train.steps * cfg.train.batch_size * cfg.model.seq_len
     spent = 3 * analytic_flops(cfg.model, 1) / cfg.model.seq_len * tokens

@@ -75,12 +75,33 @@ def test_budget_law_recovers_the_exponent_and_clark_needs_five_settings(tmp_path
     assert (tmp_path / "clark.csv").read_text().splitlines()[0] == "N,E,loss,d_model"
 
 
-def test_figures_are_written(tmp_path):
+def test_figures_plot_each_setting_where_it_belongs(tmp_path, monkeypatch):
+    import matplotlib.image
+
     settings = report.settings(_rows())
+    drawn = {}
+    save = figures._save
+
+    def keep(fig, path):  # what each panel plots, read before the figure is closed
+        drawn[path.name] = [{c.get_label(): (list(c.lines[0].get_xdata()), list(c.lines[0].get_ydata()))
+                             for c in ax.containers} for ax in fig.axes]
+        save(fig, path)
+
+    monkeypatch.setattr(figures, "_save", keep)
     figures.iso_flop_figure(settings, tmp_path / "iso.png")
     figures.loss_vs_e_figure(settings, tmp_path / "e.png")
-    for name in ("iso.png", "e.png"):
-        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    iso, by_e = drawn["iso.png"], drawn["e.png"]
+    assert len(iso) == 2, "one iso-FLOP panel per budget"
+    for panel, budget in zip(iso, (C1, C2)):
+        assert set(panel) == {"dense", "sectional E4 r2"}
+        dense = sorted((s for s in settings if s.budget == budget and s.label == "dense"), key=lambda s: s.d_model)
+        assert panel["dense"] == ([s.runs[0]["params_total"] for s in dense], [s.mean("val_bpb") for s in dense])
+    assert len(by_e) == 1 and list(by_e[0]) == ["sectional, sequence shortened r=2"]
+    e_values, losses = by_e[0]["sectional, sequence shortened r=2"]
+    assert e_values == [1, 2, 4, 8, 16] and losses[-1] > losses[0]  # bonus 0.01 E: worse with more experts
+    for name, width in (("iso.png", 2 * 5.5 * 110), ("e.png", 5.5 * 110)):
+        image = matplotlib.image.imread(tmp_path / name)
+        assert image.shape[1] == pytest.approx(width, abs=2) and image.std() > 0.01, name
 
 
 def test_write_report_from_a_stored_sweep(tmp_path):
