@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
 import sys
-import time
 
 import numpy as np
 
-from smoe.config import apply_overrides, config_from_dict
+from smoe import accounting
+from smoe.config import MODEL_KINDS, apply_overrides, config_from_dict
 from smoe.launch import emulate_cpu_devices
-
-KINDS = ("dense", "topk", "sectional")
 
 
 def main() -> int:
@@ -38,50 +33,41 @@ def main() -> int:
     emulate_cpu_devices(base.mesh.size)
 
     import jax
-    from flax import nnx
 
     from smoe import sharding, steps
-    from smoe.measure.analysis import TRAIN_FLOPS_PER_FORWARD, analytic_flops
-    from smoe.models.lm import count_params, make_model
+    from smoe.measure.analysis import xla_cost
+    from smoe.measure.record import context
+    from smoe.measure.timing import time_round_robin
 
     mesh = sharding.make_mesh(base.mesh)
     tokens_per_step = base.train.batch_size * base.model.seq_len
     rng = np.random.default_rng(0)
     window = sharding.global_batch(
         rng.integers(0, 256, (base.train.batch_size, base.model.seq_len + 1), dtype=np.int32), mesh)
-    programs, facts = {}, {}
-    for kind in KINDS:
+    runs, facts = {}, {}
+    for kind in MODEL_KINDS:
         cfg = config_from_dict(apply_overrides(raw, [f"model.kind={kind}"]))
-        programs[kind] = steps.build(cfg, mesh)
-        p = programs[kind]
+        p = steps.build(cfg, mesh)
         compiled = p.train_step.lower(p.params, p.opt_state, window).compile()
-        cost = compiled.cost_analysis()
-        cost = cost[0] if isinstance(cost, list) else cost
-        analytic = TRAIN_FLOPS_PER_FORWARD * analytic_flops(cfg.model, base.train.batch_size)
-        facts[kind] = {"params": count_params(make_model(cfg.model, 0)),
+        analytic = accounting.TRAIN_FLOPS_PER_FORWARD * accounting.analytic_flops(cfg.model, base.train.batch_size)
+        facts[kind] = {"params": accounting.params_total(cfg.model),
                        "analytic_train_flops_per_token": analytic / tokens_per_step,
-                       "xla_train_flops_per_token": float(cost["flops"]) / tokens_per_step}
-        for _ in range(2):  # warm-up: compile and first-run allocation
-            p.params, p.opt_state, m = p.train_step(p.params, p.opt_state, window)
-        jax.block_until_ready(m)
+                       "xla_train_flops_per_token": xla_cost(compiled)["xla_flops"] / tokens_per_step}
 
-    seconds = {kind: [] for kind in KINDS}
-    for _ in range(args.rounds):
-        for kind in KINDS:
-            p = programs[kind]
-            began = time.perf_counter()
+        def run(p=p, compiled=compiled):
             for _ in range(args.steps):
-                p.params, p.opt_state, m = p.train_step(p.params, p.opt_state, window)
-            jax.block_until_ready(m)
-            seconds[kind].append((time.perf_counter() - began) / args.steps)
+                p.params, p.opt_state, metrics = compiled(p.params, p.opt_state, window)
+            return metrics
+
+        runs[kind] = run
+    timings = time_round_robin(runs, repeats=args.rounds)
+    seconds = {kind: [s / args.steps for s in timing["samples_s"]] for kind, timing in timings.items()}
 
     result = {"model": base.model.__dict__, "mesh": base.mesh.__dict__, "batch_size": base.train.batch_size,
-              "rounds": args.rounds, "steps_per_round": args.steps, "backend": jax.default_backend(),
-              "devices": jax.device_count(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-              "jax": jax.__version__, "families": {}}
-    dense_median = statistics.median(seconds["dense"])
-    for kind in KINDS:
-        median = statistics.median(seconds[kind])
+              "rounds": args.rounds, "steps_per_round": args.steps, **context(), "families": {}}
+    dense_median = timings["dense"]["median_s"] / args.steps
+    for kind in MODEL_KINDS:
+        median = timings[kind]["median_s"] / args.steps
         result["families"][kind] = facts[kind] | {
             "median_step_s": median, "tokens_per_s": tokens_per_step / median,
             "step_time_vs_dense": median / dense_median, "samples_step_s": seconds[kind]}
