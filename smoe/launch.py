@@ -20,11 +20,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def check_processes(processes: int, mesh_size: int, key: str = "--processes") -> None:
+    """The one rule for splitting a mesh over local processes: each owns the same number of devices."""
+    if processes < 1 or mesh_size % processes:
+        raise UserError(f"{key}: must divide the mesh size mesh.data*mesh.expert={mesh_size}, got {processes}")
+
+
 def launch_local(worker_argv: list[str], processes: int, mesh_size: int, module: str = "smoe.cli") -> int:
     """Starts `processes` copies of `python -m module <worker_argv>`, each owning mesh_size/processes
     CPU devices; the module must accept --coordinator, --num-processes and --process-id."""
-    if processes < 1 or mesh_size % processes:
-        raise UserError(f"--processes: must divide mesh.data*mesh.expert={mesh_size}, got {processes}")
+    check_processes(processes, mesh_size)
     coordinator = f"127.0.0.1:{_free_port()}"
     env = dict(os.environ, JAX_PLATFORMS="cpu",
                XLA_FLAGS=f"--xla_force_host_platform_device_count={mesh_size // processes}")

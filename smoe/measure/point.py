@@ -16,6 +16,7 @@ from typing import Any
 
 from smoe.config import ALIASES, RunConfig, config_from_dict, config_key, nest
 from smoe.errors import UserError
+from smoe.launch import check_processes
 
 _SHORT = {dotted: alias for alias, dotted in ALIASES.items() if alias != "family"}
 # The short names a measurement record carries for its config keys (point key -> (section, key)).
@@ -59,9 +60,7 @@ class MeasurePoint:
     fields: dict = field(compare=False)
 
     def __post_init__(self) -> None:
-        if self.config.mesh.size % self.spec.processes:
-            raise UserError(f"point.processes: must divide the mesh size {self.config.mesh.size}, "
-                            f"got {self.spec.processes}")
+        check_processes(self.spec.processes, self.config.mesh.size, "point.processes")
 
 
 def _flatten(point: dict) -> dict[str, Any]:
