@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, fields
 
 from smoe.accounting import train_flops_per_token
-from smoe.config import ALIASES, DataConfig, MeshConfig, ModelConfig, RunConfig, TrainConfig, config_from_dict
+from smoe.config import ALIASES, DataConfig, MeshConfig, ModelConfig, RunConfig, TrainConfig, config_from_dict, config_key
 from smoe.errors import UserError
 
 HEAD_DIM = 16
@@ -69,6 +69,9 @@ class QualityPoint:
         return "dense"
 
 
+_FIELDS = {f.name for f in fields(QualityPoint)}
+
+
 def point_from_dict(point: dict) -> QualityPoint:
     """A sweep point's fields, with an optional `arch` mapping merged in (so a grid can list whole
     architectures as one axis) and the sweep's `repeat` index added to the seed."""
@@ -77,12 +80,13 @@ def point_from_dict(point: dict) -> QualityPoint:
     if not isinstance(arch, dict):
         raise UserError(f"arch: must be a mapping such as {{family: topk, n_experts: 4, top_k: 2}}, got {arch!r}")
     merged |= arch
+    merged = {_field_name(key): value for key, value in merged.items()}
     if "repeat" in point:
         merged["seed"] = merged.get("seed", 0) + point["repeat"]
-    valid = {f.name for f in fields(QualityPoint)}
-    unknown = sorted(set(merged) - valid)
+    unknown = sorted(set(merged) - _FIELDS)
     if unknown:
-        raise UserError(f"{unknown[0]}: unknown point field; valid fields are {sorted(valid)} plus arch, repeat")
+        raise UserError(f"{unknown[0]}: unknown point field; valid fields are {sorted(_FIELDS)} plus arch, repeat "
+                        "(run-config keys such as model.n_experts or E name the same fields)")
     for required in ("family", "d_model", "budget"):
         if required not in merged:
             raise UserError(f"{required}: every train point needs it; add it to base, grid or arch")
@@ -91,6 +95,16 @@ def point_from_dict(point: dict) -> QualityPoint:
     except (TypeError, ValueError):
         raise UserError(f"budget: must be a number of FLOPs such as 1.0e+12, got {merged['budget']!r}") from None
     return QualityPoint(**merged)
+
+
+def _field_name(key: str) -> str:
+    """Run-config keys in any form the vocabulary allows (`model.n_experts`, `E`, `model.kind`) name
+    the point field of the same meaning; anything else is left for the unknown-field check."""
+    dotted = config_key(key) if key not in _FIELDS else None
+    if dotted is None:
+        return key
+    name = "family" if dotted == ALIASES["family"] else dotted.split(".")[1]
+    return name if name in _FIELDS else key
 
 
 def learning_rate(d_model: int) -> float:

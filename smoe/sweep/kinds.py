@@ -18,28 +18,16 @@ from smoe.sweep.spec import REPEAT_FIELD
 KIND_MODULES = ("smoe.measure.cli", "smoe.quality.cli")
 
 
-def _unchanged(point: dict) -> dict:
-    return point
-
-
-def _nothing(points: list) -> None:
-    return None
-
-
-def _no_size(point: Any) -> dict:
-    return {}
-
-
 @dataclass(frozen=True)
 class SweepKind:
     run: Callable[[Any], dict]  # one parsed point -> its JSON-able result
     # A point mapping -> the object `run` takes; called on every point before the first runs, so a
     # bad point is refused before anything is written.
-    parse: Callable[[dict], Any] = _unchanged
+    parse: Callable[[dict], Any] = lambda point: point
     # Process-wide set-up for all parsed points (emulated device count, corpus fetch).
-    prepare: Callable[[list], None] = _nothing
+    prepare: Callable[[list], None] = lambda points: None
     # What `smoe sweep --dry-run` shows per point: {"params": ..., "train_flops": ...}.
-    size: Callable[[Any], dict] = _no_size
+    size: Callable[[Any], dict] = lambda point: {}
 
 
 def synthetic_point(point: dict) -> dict:

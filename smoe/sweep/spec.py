@@ -9,8 +9,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from smoe.config import load_yaml
 from smoe.errors import UserError
 
 _REQUIRED = ("name", "kind")
@@ -81,14 +80,7 @@ def _canonical_json(value: object) -> str:
 
 
 def load_spec(path: str | Path) -> SweepSpec:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise UserError(f"sweep: cannot read config {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise UserError(f"sweep: {path} is not valid YAML: {str(err).splitlines()[0]}") from None
-    return SweepSpec.from_dict(data)
+    return SweepSpec.from_dict(load_yaml(path))
 
 
 def spec_hash(spec: SweepSpec) -> str:

@@ -62,6 +62,12 @@ def test_settings_depend_on_width_and_budget_only():
     assert batch_size(32) == batch_size(64) < batch_size(256)
 
 
+def test_run_config_keys_and_aliases_name_the_same_fields():
+    plain = point_from_dict({"family": "sectional", "n_experts": 4, "shorten": 2, "d_model": 32, "budget": 1e12})
+    dotted = point_from_dict({"model.kind": "sectional", "model.n_experts": 4, "r": 2, "d": 32, "budget": 1e12})
+    assert dotted == plain
+
+
 def test_arch_and_repeat_are_folded_into_the_point():
     point = point_from_dict({"arch": {"family": "sectional", "n_experts": 2, "shorten": 2}, "d_model": 32,
                              "budget": "1e12", "seed": 10, "repeat": 2})
@@ -78,6 +84,7 @@ def test_arch_and_repeat_are_folded_into_the_point():
     ({"family": "dense", "d_model": 40, "budget": 1e12}, "d_model"),
     ({"family": "dense", "budget": 1e12}, "d_model"),
     ({"family": "dense", "d_model": 32, "budget": 1e12, "lr": 0.1}, "lr"),
+    ({"family": "dense", "d_model": 32, "budget": 1e12, "train.steps": 10}, "train.steps"),
     ({"family": "sectional", "d_model": 32, "budget": 1e12, "n_experts": 3}, "n_experts"),
     ({"family": "dense", "d_model": 32, "budget": 1e12, "seq_len": 0}, "seq_len"),
 ])

@@ -69,5 +69,5 @@ def test_load_spec_reports_bad_yaml(tmp_path):
     path.write_text("name: [unclosed\n")
     with pytest.raises(UserError, match="not valid YAML"):
         load_spec(path)
-    with pytest.raises(UserError, match="cannot read config"):
+    with pytest.raises(UserError, match="not found"):
         load_spec(tmp_path / "missing.yaml")
