@@ -16,7 +16,7 @@ import sys
 
 import numpy as np
 
-from smoe import accounting
+from smoe import accounting, atomic
 from smoe.config import MODEL_KINDS, apply_overrides, config_from_dict
 from smoe.launch import emulate_cpu_devices
 
@@ -76,8 +76,7 @@ def main() -> int:
               f"{row['analytic_train_flops_per_token']:>12,.0f} XLA {row['xla_train_flops_per_token']:>12,.0f}"
               f"  tokens/s {row['tokens_per_s']:>9,.0f}  step time / dense {row['step_time_vs_dense']:.2f}")
     if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
+        atomic.write_text(args.out, json.dumps(result, indent=1))
     return 0
 
 
