@@ -45,6 +45,7 @@ class LayerTaps(NamedTuple):
     heads_bgthk: jax.Array
     ffn_in_bgtd: jax.Array
     pre_bgtf: jax.Array
+    x_in_bgtd: jax.Array | None = None  # the layer's input (DejaVu's predictor input)
 
 
 class Probes(NamedTuple):
@@ -136,37 +137,46 @@ def _layer(sel: Selection, x_bgtd, kv, probe_h, probe_f, pos):
 Plan = Callable[[int, jax.Array], Selection]
 
 
-def forward(net: Net, spec: Spec, tokens_bt: jax.Array, cache: tuple, pos=0, plan: Plan | None = None,
-            probes: Probes | None = None):
-    """Logits [b, t, V] for tokens at positions pos..pos+t-1, the updated cache and per-layer taps.
+def embed(net: Net, tokens_bt: jax.Array, pos=0) -> jax.Array:
+    return net.embed_vd[tokens_bt] + jax.lax.dynamic_slice_in_dim(net.pos_td, pos, tokens_bt.shape[1], axis=0)
+
+
+def trunk(net: Net, spec: Spec, x_btd: jax.Array, cache: tuple, pos=0, plan: Plan | None = None,
+          probes: Probes | None = None, upto: int | None = None):
+    """Layers 0..upto-1 (all by default) on the residual stream x[b, t, d]: (x, new cache, taps).
 
     `plan(layer, x_bgtd)` may replace a layer's execution (masked or gathered) given its input.
     """
-    t = tokens_bt.shape[1]
-    x_btd = net.embed_vd[tokens_bt] + jax.lax.dynamic_slice_in_dim(net.pos_td, pos, t, axis=0)
-    x_bgtd = x_btd[:, None]
+    b, t, d = x_btd.shape
+    x_bgtd, short_btd = x_btd[:, None], x_btd
     new_cache, taps = [], []
-    for layer, w in enumerate(net.layers):
+    for layer, w in enumerate(net.layers[:upto]):
         if spec.sectional and layer == spec.pre_layers:
             short_btd = x_bgtd[:, 0]
-            b, _, d = short_btd.shape
             groups = w.w_qkv_dk.shape[0]
             x_bgtd = short_btd.reshape(b, t, groups, d // groups).transpose(0, 2, 1, 3)
         sel = plan(layer, x_bgtd) if plan is not None else Selection(w, spec.n_heads[layer], None, None)
         probe_h, probe_f = (probes.heads[layer], probes.pre[layer]) if probes is not None else (None, None)
+        x_in_bgtd = x_bgtd
         x_bgtd, kv, tap = _layer(sel, x_bgtd, cache[layer], probe_h, probe_f, pos)
         new_cache.append(kv)
-        taps.append(tap)
-    if spec.sectional:
-        out_btd = x_bgtd.transpose(0, 2, 1, 3).reshape(b, t, -1)
-        delta_btd = out_btd - short_btd
+        taps.append(tap._replace(x_in_bgtd=x_in_bgtd))
+    if spec.sectional and len(new_cache) > spec.pre_layers:
+        # The expert stage's update to the pre-expert stream, optionally mixed across slices.
+        delta_btd = x_bgtd.transpose(0, 2, 1, 3).reshape(b, t, d) - short_btd
         if net.w_mix_dd is not None:
             delta_btd = delta_btd @ net.w_mix_dd
         x_btd = short_btd + delta_btd
     else:
         x_btd = x_bgtd[:, 0]
-    logits_btv = rms_norm(x_btd, net.norm_out_d) @ net.head_dv
-    return logits_btv, tuple(new_cache), tuple(taps)
+    return x_btd, tuple(new_cache), tuple(taps)
+
+
+def forward(net: Net, spec: Spec, tokens_bt: jax.Array, cache: tuple, pos=0, plan: Plan | None = None,
+            probes: Probes | None = None):
+    """Logits [b, t, V] for tokens at positions pos..pos+t-1, the updated cache and per-layer taps."""
+    x_btd, cache, taps = trunk(net, spec, embed(net, tokens_bt, pos), cache, pos, plan, probes)
+    return rms_norm(x_btd, net.norm_out_d) @ net.head_dv, cache, taps
 
 
 def full_logits(net: Net, spec: Spec, tokens_bt: jax.Array, plan: Plan | None = None,
