@@ -112,7 +112,7 @@ def _decode_step_times(net, spec, selector, prompt_window_bt, seq_len, steps: in
 
 
 def evaluate(run_dir: Path, sparsity: float, mode: str, predictor_dir: Path | None, oracle: bool,
-             criterion: str = "plainact", batches: int = 4, batch: int = 8, repeats: int = 20) -> dict:
+             criterion: str = "plainact", batches: int = 4, batch: int = 8, repeats: int = 20, latency: bool = True) -> dict:
     check_sparsity(sparsity)
     if mode not in MODES:
         raise UserError(f"--mode: must be one of {MODES}, got {mode!r}")
@@ -141,20 +141,25 @@ def evaluate(run_dir: Path, sparsity: float, mode: str, predictor_dir: Path | No
     val_sparse = float(np.mean([sparse_ce(net, w) for w in windows]))
     val_dense = float(np.mean([dense_ce(net, w) for w in windows]))
 
-    prefill8 = jax.jit(lambda n, w: decode.full_logits(n, spec, w[:, :-1], selector.plan(n, w) if selector else None,
-                                                       selector.kept_heads if selector else None))
-    one = windows[0][:1, :at + 2]
     result = {
         "sparsity": sparsity, "mode": mode, "source": source,
         "criterion": criterion if oracle else meta["criterion"],
         "val_bpb": bits_per_byte(val_sparse), "dense_val_bpb": bits_per_byte(val_dense),
         "kept_heads": sum(l.groups * k for l, (k, _) in zip(layout.layers, counts)), "total_heads": layout.total_heads,
         "kept_neurons": sum(l.groups * k for l, (_, k) in zip(layout.layers, counts)),
-        "total_neurons": layout.total_neurons,
-        "latency_ms": {"decode_b1": _summary(_decode_step_times(net, spec, selector, one, seq_len, repeats)),
-                       "prefill_b8": _summary(_ms(prefill8, net, windows[0], repeats=repeats))},
-        "predictor_ms": (_summary(_ms(jax.jit(selector.predictor_only), net, one, repeats=repeats))["p50"]
-                         if selector else 0.0),
-        "predictor_flops": meta.get("predictor_flops"),
+        "total_neurons": layout.total_neurons, "predictor_flops": meta.get("predictor_flops"),
+        "latency_ms": None, "predictor_ms": None,
     }
+    if latency:
+        result.update(_latency(net, spec, selector, windows[0], at, seq_len, repeats))
     return result
+
+
+def _latency(net, spec, selector, windows_bt, at: int, seq_len: int, repeats: int) -> dict:
+    prefill = jax.jit(lambda n, w: decode.full_logits(n, spec, w[:, :-1], selector.plan(n, w) if selector else None,
+                                                      selector.kept_heads if selector else None))
+    one = windows_bt[:1, :at + 2]
+    predictor_ms = _summary(_ms(jax.jit(selector.predictor_only), net, one, repeats=repeats))["p50"] if selector else 0.0
+    return {"latency_ms": {"decode_b1": _summary(_decode_step_times(net, spec, selector, one, seq_len, repeats)),
+                           f"prefill_b{windows_bt.shape[0]}": _summary(_ms(prefill, net, windows_bt, repeats=repeats))},
+            "predictor_ms": predictor_ms}
