@@ -41,7 +41,7 @@ def test_collect_fit_eval(run_dir, tmp_path, capsys):
     assert dense["val_bpb"] == dense["dense_val_bpb"]
     assert dense["kept_heads"] == dense["total_heads"]
     for args in (["--predictor-dir", str(shadow), "--mode", "gather"],
-                 ["--predictor-dir", str(dejavu), "--mode", "mask", "--no-latency"], ["--oracle", "--mode", "gather"]):
+                 ["--predictor-dir", str(dejavu), "--mode", "mask"], ["--oracle", "--mode", "gather", "--no-latency"]):
         assert main(["sparsity", "eval", str(run_dir), *args, "--sparsity", "0.5", *common]) == 0
         sparse = _json(capsys)
         assert sparse["dense_val_bpb"] == dense["dense_val_bpb"]

@@ -70,7 +70,8 @@ def test_masking_equals_zeroing_the_pruned_weights(changes):
                     jnp.broadcast_to(jnp.asarray(rng.random((1, l.groups, l.neurons))), (3, l.groups, l.neurons)))
                    for l in layout.layers)
     inputs = window[:, :-1]
-    masked = decode.full_logits(net, spec, inputs, plans.fixed_plan(net, spec, scores, counts, "mask"))
+    masked = jax.jit(lambda n, x: decode.full_logits(n, spec, x, plans.fixed_plan(n, spec, scores, counts, "mask")))(
+        net, inputs)
     zeroed = list(net.layers)
     for layer, w in enumerate(zeroed):
         plan_sel = plans.fixed_plan(net, spec, scores, counts, "mask")(layer, None)
@@ -78,12 +79,11 @@ def test_masking_equals_zeroing_the_pruned_weights(changes):
         row_keep = jnp.repeat(plan_sel.head_scale_bgh[0], head_dim, axis=-1)
         zeroed[layer] = w._replace(w_o_dd=w.w_o_dd * row_keep[..., None],
                                    w_out_fd=w.w_out_fd * plan_sel.neuron_scale_bgf[0][..., None])
-    expected = decode.full_logits(net._replace(layers=tuple(zeroed)), spec, inputs)
+    expected = jax.jit(lambda n, x: decode.full_logits(n, spec, x))(net._replace(layers=tuple(zeroed)), inputs)
     np.testing.assert_allclose(np.asarray(masked), np.asarray(expected), **TOL)
 
 
-@pytest.mark.parametrize("changes", CONFIGS)
-@pytest.mark.parametrize("sparsity", [0.5, 0.7])
+@pytest.mark.parametrize("changes,sparsity", [(CONFIGS[0], 0.5), (CONFIGS[1], 0.7)])
 def test_gathered_equals_masked_with_per_example_selections(changes, sparsity):
     cfg, net, spec, window = _setup(changes)
     layout = layout_for(cfg)
@@ -96,7 +96,7 @@ def test_gathered_equals_masked_with_per_example_selections(changes, sparsity):
         n, spec, x, plans.fixed_plan(n, spec, scores, counts, mode), plans.kept_heads(spec, counts, mode)))(net, inputs)
     masked, gathered = np.asarray(run("mask")), np.asarray(run("gather"))
     np.testing.assert_allclose(gathered, masked, **TOL)
-    dense = np.asarray(decode.full_logits(net, spec, inputs))
+    dense = np.asarray(jax.jit(lambda n, x: decode.full_logits(n, spec, x))(net, inputs))
     assert np.abs(masked - dense).max() > 1e-3, "pruning must change the logits, or the test checks nothing"
 
 
@@ -111,3 +111,26 @@ def test_sparsity_zero_is_the_dense_program_exactly(mode):
     sparse = jax.jit(lambda n, x: decode.full_logits(n, spec, x, plan, plans.kept_heads(spec, counts, mode)))(net, inputs)
     dense = jax.jit(lambda n, x: decode.full_logits(n, spec, x))(net, inputs)
     np.testing.assert_array_equal(np.asarray(sparse), np.asarray(dense))
+
+
+@pytest.mark.parametrize("mode", ["mask", "gather"])
+def test_decoding_with_a_fixed_selection_equals_the_sparse_full_forward(mode):
+    """The latency path: selections made once, then prefill and one-token steps on a cache of kept heads."""
+    cfg, net, spec, window = _setup(CONFIGS[1])
+    layout = layout_for(cfg)
+    counts = keep_counts(layout, 0.5)
+    rng = np.random.default_rng(4)
+    scores = tuple((jnp.asarray(rng.random((3, l.groups, l.heads))), jnp.asarray(rng.random((3, l.groups, l.neurons))))
+                   for l in layout.layers)
+    plan, kept = plans.fixed_plan(net, spec, scores, counts, mode), plans.kept_heads(spec, counts, mode)
+    inputs = window[:, :-1]
+    expected = np.asarray(jax.jit(lambda n, x: decode.full_logits(n, spec, x, plan, kept))(net, inputs))
+    chosen = jax.jit(lambda: [plan(layer, None)._replace(n_heads=None) for layer in range(len(net.layers))])()
+    fixed = lambda sel: lambda layer, _x: sel[layer]._replace(n_heads=kept[layer])  # noqa: E731
+    step = jax.jit(lambda n, sel, x, c, p: decode.forward(n, spec, x, c, p, fixed(sel))[:2])
+    cache = decode.init_cache(net, spec, 3, cfg.seq_len, kept)
+    logits, cache = step(net, chosen, inputs[:, :6], cache, 0)
+    np.testing.assert_allclose(np.asarray(logits), expected[:, :6], **TOL)
+    for pos in range(6, cfg.seq_len):
+        logits, cache = step(net, chosen, inputs[:, pos:pos + 1], cache, pos)
+        np.testing.assert_allclose(np.asarray(logits[:, 0]), expected[:, pos], **TOL)
