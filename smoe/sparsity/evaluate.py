@@ -29,7 +29,7 @@ from smoe.sparsity.run import load_net, load_text, prompt_position
 class Selector:
     """Builds a layer plan for a batch of windows from the oracle criterion or a fitted predictor."""
 
-    def __init__(self, net, spec, layout, counts, mode, at, mlps, source, criterion):
+    def __init__(self, spec, layout, counts, mode, at, mlps, source, criterion):
         self.spec, self.layout, self.counts, self.mode, self.at = spec, layout, counts, mode, at
         self.mlps, self.source, self.criterion = mlps, source, criterion
         self.kept_heads = plans.kept_heads(spec, counts, mode)
@@ -128,7 +128,7 @@ def evaluate(run_dir: Path, sparsity: float, mode: str, predictor_dir: Path | No
     counts = keep_counts(layout, sparsity)
     source = "oracle" if oracle else meta["predictor"]
     prunes = any(k_h < l.heads or k_f < l.neurons for (k_h, k_f), l in zip(counts, layout.layers))
-    selector = Selector(net, spec, layout, counts, mode, at, mlps, source, criterion) if prunes else None
+    selector = Selector(spec, layout, counts, mode, at, mlps, source, criterion) if prunes else None
 
     def ce(net, window_bt, sparse: bool):
         inputs_bt, targets_bt = window_bt[:, :-1], window_bt[:, 1:]

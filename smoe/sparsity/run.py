@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jax
 import yaml
 from flax import nnx
 
@@ -42,7 +41,7 @@ def load_net(run_dir: Path) -> tuple[RunConfig, decode.Net, decode.Spec]:
         restored = checkpoints.restore(step, {"params": params, "opt_state": make_optimizer(cfg.train).init(params)})
     finally:
         checkpoints.close()
-    nnx.replace_by_pure_dict(state, jax.tree.map(lambda a: jax.device_put(a, jax.devices()[0]), restored["params"]))
+    nnx.replace_by_pure_dict(state, restored["params"])
     net, spec = decode.net_from_model(nnx.merge(graphdef, state))
     return cfg, net, spec
 
