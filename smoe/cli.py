@@ -18,9 +18,10 @@ def _build_parser() -> argparse.ArgumentParser:
     from smoe.data import cli as data_cli
     from smoe.measure import cli as measure_cli
     from smoe.quality import cli as quality_cli
+    from smoe.sparsity import cli as sparsity_cli
     from smoe.sweep import cli as sweep_cli
 
-    for module in (data_cli, train_cli, measure_cli, quality_cli, sweep_cli, theory_cli):
+    for module in (data_cli, train_cli, measure_cli, quality_cli, sparsity_cli, sweep_cli, theory_cli):
         module.register(subparsers)
     return parser
 

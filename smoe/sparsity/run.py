@@ -1,0 +1,57 @@
+"""A trained run directory as a `decode.Net`: its saved config and the params of its latest checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from flax import nnx
+
+from smoe.checkpoint import Checkpoints
+from smoe.config import RunConfig, config_from_dict
+from smoe.data import load_corpus
+from smoe.errors import UserError
+from smoe.models import decode
+from smoe.models.lm import make_model
+from smoe.run_log import CONFIG_NAME
+from smoe.steps import make_optimizer
+
+PROMPT_FRACTION = 0.5  # selections are predicted at the end of a window's first half: the prompt
+
+
+def load_config(run_dir: Path) -> RunConfig:
+    saved = Path(run_dir) / CONFIG_NAME
+    if not saved.is_file():
+        raise UserError(f"RUN_DIR: {run_dir} holds no run ({CONFIG_NAME} missing); pass a `smoe train --out` dir")
+    return config_from_dict(yaml.safe_load(saved.read_text()))
+
+
+def load_net(run_dir: Path) -> tuple[RunConfig, decode.Net, decode.Spec]:
+    """The latest checkpoint's params on one device; refuses models sparsity cannot run before restoring."""
+    cfg = load_config(run_dir)
+    model = make_model(cfg.model, cfg.train.seed)
+    decode.net_from_model(model)
+    checkpoints = Checkpoints(Path(run_dir) / "checkpoints", cfg.train.keep_checkpoints)
+    try:
+        step = checkpoints.latest_step()
+        if step is None:
+            raise UserError(f"RUN_DIR: {run_dir} has no checkpoint yet; train it first")
+        graphdef, state = nnx.split(model, nnx.Param)
+        params = nnx.to_pure_dict(state)
+        restored = checkpoints.restore(step, {"params": params, "opt_state": make_optimizer(cfg.train).init(params)})
+    finally:
+        checkpoints.close()
+    nnx.replace_by_pure_dict(state, restored["params"])
+    net, spec = decode.net_from_model(nnx.merge(graphdef, state))
+    return cfg, net, spec
+
+
+def load_text(cfg: RunConfig):
+    corpus = load_corpus(cfg.data.corpus, cfg.data.val_fraction, cfg.data.cache_dir or None)
+    corpus.check_seq_len(cfg.model.seq_len)
+    return corpus
+
+
+def prompt_position(cfg: RunConfig) -> int:
+    """The last prompt position, where predictors read their input."""
+    return max(1, int(cfg.model.seq_len * PROMPT_FRACTION)) - 1
