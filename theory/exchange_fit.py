@@ -74,7 +74,7 @@ def attribute_growth(experts, step: dict[str, float], exchange: dict[str, float]
     step's growth that the exchange-only and experts-only programs account for.
 
     step / exchange / expert_compute: coefficients of a law fitted to each program alone
-    (theory.overhead_laws.LawFit.coefficients). The remainder is growth neither program explains.
+    (theory.overhead_laws.OverheadLawFit.coefficients). The remainder is growth neither program explains.
     """
     e = np.asarray(sorted(set(int(x) for x in experts)), dtype=float)
     growth = {name: overhead_value(coeffs, e) - overhead_value(coeffs, e[:1])

@@ -38,7 +38,7 @@ POWER_OF = {name: power for power, name in COEFFICIENT_NAMES.items()}
 
 
 @dataclass(frozen=True)
-class LawFit:
+class OverheadLawFit:
     """One law: coefficients in seconds (plus the exponent p for power), intervals, E_opt, scores.
 
     cv_error: mean |relative error| of predicting each E's median from a fit on the other E.
@@ -63,12 +63,12 @@ class LawFit:
 class OverheadLaws:
     """Every law that the data can determine, and the chosen one (by cv_error, or forced)."""
 
-    laws: dict[str, LawFit]
+    laws: dict[str, OverheadLawFit]
     chosen: str
     regime: str
 
     @property
-    def fit(self) -> LawFit:
+    def fit(self) -> OverheadLawFit:
         return self.laws[self.chosen]
 
 
@@ -137,7 +137,7 @@ def law_e_opt(coeffs: dict[str, float]) -> float:
     return float(brentq(lambda e: _slope(coeffs, e), lo, hi, rtol=1e-12, maxiter=500))
 
 
-def fit_law(law: str, regime: str, experts, medians, robust: bool = False) -> dict[str, float]:
+def fit_overhead_law(law: str, regime: str, experts, medians, robust: bool = False) -> dict[str, float]:
     """Coefficients of one law fitted to one median per E."""
     e, y = np.asarray(experts, dtype=float), np.asarray(medians, dtype=float)
     names = base_names(regime) + LAWS[law]
@@ -162,7 +162,7 @@ def _cv(law: str, regime: str, experts: np.ndarray, medians: np.ndarray, robust:
     errors = []
     for j in range(experts.size):
         keep = np.arange(experts.size) != j
-        coeffs = fit_law(law, regime, experts[keep], medians[keep], robust)
+        coeffs = fit_overhead_law(law, regime, experts[keep], medians[keep], robust)
         errors.append(abs(float(law_value(coeffs, experts[j])) - medians[j]) / medians[j])
     errors = np.asarray(errors)
     return float(errors.mean()), float(errors.std(ddof=1) / math.sqrt(errors.size))
@@ -184,6 +184,11 @@ def _best_integer(coeffs, e_opt, candidates, d0, heads, max_devices) -> int | No
         if not math.isfinite(e_opt):
             return None
         candidates = [e for e in nearest_integers(e_opt) if max_devices is None or e <= max_devices] or [max_devices]
+    return best_candidate(coeffs, candidates)
+
+
+def best_candidate(coeffs: dict[str, float], candidates) -> int:
+    """The candidate E where the law is lowest (ties go to the smaller E)."""
     candidates = sorted({int(e) for e in candidates})
     return candidates[int(np.argmin(law_value(coeffs, candidates)))]
 
@@ -210,13 +215,13 @@ def fit_overhead_laws(rounds: Rounds, *, regime: str = "parallel", overhead: str
     if not usable:
         raise InputError(f"{experts.size} distinct E cannot choose an overhead law; measure at least "
                          f"{n_parameters('none', regime) + 1}")
-    point = {law: fit_law(law, regime, experts, medians, robust) for law in usable}
+    point = {law: fit_overhead_law(law, regime, experts, medians, robust) for law in usable}
     replicates: dict[str, list[dict]] = {law: [] for law in usable}
     rng = np.random.default_rng(seed)
     for _ in range(bootstrap):
         resampled = np.nanmedian(rounds.resample(rng), axis=0)
         for law in usable:
-            replicates[law].append(fit_law(law, regime, experts, resampled, robust))
+            replicates[law].append(fit_overhead_law(law, regime, experts, resampled, robust))
     fits = {}
     for law in usable:
         coeffs, e_opt = point[law], law_e_opt(point[law])
@@ -225,14 +230,14 @@ def fit_overhead_laws(rounds: Rounds, *, regime: str = "parallel", overhead: str
             coef_ci = {n: percentile_ci(np.array([r[n] for r in replicates[law]]), confidence) for n in coeffs}
             e_ci = percentile_ci(np.array([law_e_opt(r) for r in replicates[law]]), confidence)
         cv, se = _cv(law, regime, experts, medians, robust)
-        fits[law] = LawFit(law, coeffs, coef_ci, e_opt, e_ci,
+        fits[law] = OverheadLawFit(law, coeffs, coef_ci, e_opt, e_ci,
                            _best_integer(coeffs, e_opt, candidates, d0, heads, max_devices), cv, se,
                            _aicc(coeffs, rounds, n_parameters(law, regime)))
     chosen = overhead if overhead != "auto" else choose_law(fits, regime, rounds)
     return OverheadLaws(fits, chosen, regime)
 
 
-def choose_law(fits: dict[str, LawFit], regime: str, rounds: Rounds) -> str:
+def choose_law(fits: dict[str, OverheadLawFit], regime: str, rounds: Rounds) -> str:
     """One-standard-error rule on cv_error, then give way to a contained law the data cannot reject."""
     best = min(fits.values(), key=lambda f: f.cv_error)
     within = [f for f in fits.values() if f.cv_error <= best.cv_error + best.cv_se]
@@ -261,7 +266,7 @@ def holdout_mape(rounds: Rounds, law: str, regime: str, above: int, robust: bool
     if below.all() or not below.any():
         raise InputError(f"holdout_above={above} must leave E on both sides (E range "
                          f"{rounds.experts.min()}..{rounds.experts.max()}); pick an E inside it")
-    coeffs = fit_law(law, regime, rounds.experts[below], rounds.medians()[below], robust)
+    coeffs = fit_overhead_law(law, regime, rounds.experts[below], rounds.medians()[below], robust)
     held = rounds.samples[:, ~below]
     predicted = np.broadcast_to(law_value(coeffs, rounds.experts[~below]), held.shape)
     ok = np.isfinite(held)

@@ -70,8 +70,8 @@ def _run_file(args: argparse.Namespace) -> int:
     if result["holdout_mape"] is not None:
         print(f"held-out MAPE (E > {args.holdout_above}) = {result['holdout_mape']:.2f}%")
     if result["verdict"] is not None:
-        print(f"measured fastest E = {result['measured_best_e']}  tied set {result['tied_set']}  "
-              f"verdict: {result['verdict']}")
+        print(f"best measured E by the law = {result['predicted_best_e']}  measured fastest E = "
+              f"{result['measured_best_e']}  tied set {result['tied_set']}  verdict: {result['verdict']}")
     return 0
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory.cost_fit import json_safe
-from theory.overhead_laws import fit_overhead_laws, holdout_mape
+from theory.overhead_laws import best_candidate, fit_overhead_laws, holdout_mape
 from theory.rounds import Rounds
 from theory.verdict import measured_optimum, verdict
 
@@ -44,11 +44,13 @@ def fit_series(rounds: Rounds, *, regime: str, overhead: str = "auto", bootstrap
         "laws": {name: {k: getattr(law, k) for k in LAW_JSON_KEYS} for name, law in fits.laws.items()},
         "paired": rounds.paired,
         "drift_cv": rounds.drift_cv,
+        # The verdict compares like with like: the chosen law's best E among the measured E.
+        "predicted_best_e": best_candidate(chosen.coefficients, rounds.experts),
         "p_fastest": None, "tied_set": None, "measured_best_e": None, "verdict": None,
     }
     counts = np.isfinite(rounds.samples).sum(axis=0)
     if bootstrap > 0 and counts.min() >= MIN_ROUNDS_FOR_OPTIMUM:
         optimum = measured_optimum(rounds, bootstrap=max(bootstrap, 200), confidence=confidence, seed=seed)
         out.update(optimum.to_json())
-        out["verdict"] = verdict(chosen.e_opt_integer, optimum)
+        out["verdict"] = verdict(out["predicted_best_e"], optimum)
     return json_safe(out)

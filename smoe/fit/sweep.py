@@ -100,7 +100,7 @@ def summary_lines(result: dict) -> list[str]:
             law = fit["laws"][fit["overhead_law"]]
             lines.append(f"  {program:10s} law={fit['overhead_law']} {_coefficients(fit['coefficients'])}  "
                          f"E_opt={_num(fit['e_opt'])} CI={_interval(fit['e_opt_ci'])}  "
-                         f"best measured-E fit={fit['e_opt_integer']}  leave-one-E-out={100 * law['cv_error']:.1f}%  "
+                         f"best measured E by the law={fit['predicted_best_e']}  leave-one-E-out={100 * law['cv_error']:.1f}%  "
                          f"held-out MAPE={mape}")
             lines.append(f"  {'':10s} measured fastest E={entry['measured_best_e']} tied set={fit['tied_set']} "
                          f"paired={str(fit['paired']).lower()} -> {entry['verdict']}")

@@ -35,6 +35,7 @@ def test_fit_json_keeps_todays_keys_and_adds_every_law(tmp_path, capsys):
     # Repetitions of a CSV are each E's own samples: unpaired, no dense baseline, so no drift figure.
     assert data["paired"] is False and data["drift_cv"] is None
     assert data["verdict"] in ("agree", "consistent", "disagree") and data["measured_best_e"] in data["tied_set"]
+    assert data["predicted_best_e"] in (1, 2, 4, 8, 16, 32, 64)  # the law's best among the measured E
     assert sum(data["p_fastest"].values()) == pytest.approx(1.0)
     data = _json(["fit", str(_measurements(tmp_path)), "--bootstrap", "0"], capsys)
     assert data["holdout_mape"] is None and data["alpha_ci"] is None and data["verdict"] is None

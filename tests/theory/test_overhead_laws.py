@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from theory import InputError
-from theory.overhead_laws import (LAWS, fit_law, fit_overhead_laws, holdout_mape, law_e_opt, law_value,
+from theory.overhead_laws import (LAWS, fit_overhead_law, fit_overhead_laws, holdout_mape, law_e_opt, law_value,
                                   overhead_value)
 from theory.rounds import paired_rounds
 
@@ -53,7 +53,7 @@ def test_closed_forms_match_the_numeric_root():
 
 def test_exact_data_give_back_the_coefficients_of_every_law():
     for law, truth in TRUTHS.items():
-        coeffs = fit_law(law, "work", E, law_value(truth, E))
+        coeffs = fit_overhead_law(law, "work", E, law_value(truth, E))
         for name, value in truth.items():
             assert coeffs[name] == pytest.approx(value, rel=1e-3, abs=1e-9), (law, name)
         assert set(coeffs) == set(truth)
