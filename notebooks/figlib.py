@@ -115,10 +115,10 @@ def read_fit(path: Path) -> dict:
 
 
 def series(coefficients: dict[str, float], experts) -> np.ndarray:
-    """seconds(E) from `smoe fit` coefficients (names as in theory.cost_fit.COEFFICIENT_NAMES)."""
-    powers = {"const": 0, "inv_e": -1, "inv_e2": -2, "linear": 1, "alpha": 2}
-    e = np.asarray(experts, dtype=float)
-    return sum(c * e ** powers[name] for name, c in coefficients.items())
+    """seconds(E) from `smoe fit` coefficients, whichever overhead law they belong to."""
+    from theory.overhead_laws import law_value
+
+    return law_value(coefficients, experts)
 
 
 def quartiles(samples) -> tuple[float, float, float]:

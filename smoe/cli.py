@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from smoe.errors import UserError
 
@@ -16,12 +15,13 @@ def _build_parser() -> argparse.ArgumentParser:
     from theory import cli as theory_cli
     from smoe import train_cli
     from smoe.data import cli as data_cli
+    from smoe.fit import cli as fit_cli
     from smoe.measure import cli as measure_cli
     from smoe.quality import cli as quality_cli
     from smoe.sparsity import cli as sparsity_cli
     from smoe.sweep import cli as sweep_cli
 
-    for module in (data_cli, train_cli, measure_cli, quality_cli, sparsity_cli, sweep_cli, theory_cli):
+    for module in (data_cli, train_cli, measure_cli, quality_cli, sparsity_cli, sweep_cli, fit_cli, theory_cli):
         module.register(subparsers)
     return parser
 
@@ -29,10 +29,6 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    if args.command == "fit" and Path(args.measurements).is_dir():
-        from smoe.measure.fit_sweep import run_cli as fit_sweep_dir
-
-        args.func = fit_sweep_dir
     try:
         return int(args.func(args) or 0)
     except UserError as err:

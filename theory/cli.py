@@ -1,4 +1,4 @@
-"""`smoe eopt`, `smoe fit`, `smoe fit-law`: thin wrappers over the theory library.
+"""`smoe eopt`, `smoe fit-law`: thin wrappers over the theory library (`smoe fit` lives in smoe/fit/cli.py).
 
 Choices (regime, form) are validated by the library rather than by argparse `choices=`, so that
 every bad argument ends as one InputError line on stderr and exit code 2 (smoe/cli.py does that).
@@ -10,15 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from theory.cost_fit import BASES, fit_cost_model
 from theory.cost_model import CostModel
 from theory.eopt import e_opt_closed_form, e_opt_integer, e_opt_numeric, feasible_experts
 from theory.errors import InputError
 from theory.law_data import load_law_csv
 from theory.loss_laws import FORMS, fit_law
-from theory.measurements import load_measurements
-
-FIT_JSON_KEYS = ("alpha", "alpha_ci", "coefficients", "e_opt", "e_opt_ci", "e_opt_integer", "holdout_mape")
 
 
 def register(subparsers) -> None:
@@ -35,23 +31,6 @@ def register(subparsers) -> None:
     eopt.add_argument("--no-pre", action="store_true", help="leave out the E-independent pre-expert terms")
     eopt.add_argument("--json", action="store_true", help="print JSON: e_opt, e_opt_integer, table")
     eopt.set_defaults(func=_run_eopt)
-
-    fit = subparsers.add_parser("fit", help="fit alpha and the cost coefficients to measured seconds(E)")
-    fit.add_argument("measurements", help="CSV (header with E, seconds), JSON lines, or a `smoe sweep` DIR")
-    fit.add_argument("--holdout-above", type=int, default=None, help="fit E <= this, report MAPE on larger E")
-    fit.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates (0: no intervals)")
-    fit.add_argument("--regime", default=None,
-                     help=f"basis of the fit: one of {tuple(BASES)} (default parallel; for a sweep DIR, work on CPU)")
-    fit.add_argument("--linear", action="store_true", help="add a linear-in-E latency coefficient")
-    fit.add_argument("--robust", action="store_true", help="soft-L1 loss instead of least squares")
-    fit.add_argument("--component", default=None, help="fit only the rows of this component")
-    fit.add_argument("--d", type=int, default=None, help="d0: restrict the integer E_opt to divisors of d0")
-    fit.add_argument("--heads", type=int, default=1, help="with --d: (d0/E) must be divisible by heads")
-    fit.add_argument("--max-devices", type=int, default=None, help="upper bound on the integer E_opt")
-    fit.add_argument("--confidence", type=float, default=0.95, help="interval coverage")
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--json", action="store_true", help="print JSON with the keys in theory/README.md")
-    fit.set_defaults(func=_run_fit)
 
     law = subparsers.add_parser("fit-law", help="fit a loss scaling law (Huber on log-residuals, L-BFGS)")
     law.add_argument("data", help="CSV with N, D, loss (clark: N, E, loss; granularity: N, D, G, loss)")
@@ -88,28 +67,8 @@ def _run_eopt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt_ci(ci) -> str:
+def fmt_ci(ci) -> str:
     return "n/a" if ci is None else f"[{ci[0]:.4g}, {ci[1]:.4g}]"
-
-
-def _run_fit(args: argparse.Namespace) -> int:
-    result = fit_cost_model(
-        load_measurements(args.measurements), regime=args.regime or "parallel", linear=args.linear, robust=args.robust,
-        holdout_above=args.holdout_above, bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed,
-        component=args.component, d0=args.d, heads=args.heads, max_devices=args.max_devices,
-    )
-    if args.json:
-        full = result.to_json()
-        print(json.dumps({k: full[k] for k in FIT_JSON_KEYS}))
-        return 0
-    cis = result.coefficient_ci or {}
-    print(f"regime={result.regime}  records fitted={result.n_train}  seconds(E) = sum_k c_k E^k")
-    for name, value in result.coefficients.items():
-        print(f"  {name:>7} = {value:.4e}  CI {_fmt_ci(cis.get(name))}")
-    print(f"E_opt = {result.e_opt:.4g}  CI {_fmt_ci(result.e_opt_ci)}  best integer = {result.e_opt_integer}")
-    if result.holdout_mape is not None:
-        print(f"held-out MAPE (E > {args.holdout_above}) = {result.holdout_mape:.2f}%")
-    return 0
 
 
 def _run_fit_law(args: argparse.Namespace) -> int:
@@ -123,5 +82,5 @@ def _run_fit_law(args: argparse.Namespace) -> int:
         return 0
     print(f"form={result.form}  points={result.n_points}  Huber objective={result.objective:.6g}")
     for name, value in result.params.items():
-        print(f"  {name:>6} = {value:.5g}  CI {_fmt_ci(None if result.ci is None else result.ci[name])}")
+        print(f"  {name:>6} = {value:.5g}  CI {fmt_ci(None if result.ci is None else result.ci[name])}")
     return 0

@@ -49,14 +49,14 @@ class CostFit:
 
     def to_json(self) -> dict:
         """Plain JSON types; non-finite numbers (an unbounded E_opt) become null."""
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
 
-def _json_safe(value):
+def json_safe(value):
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -69,9 +69,16 @@ def basis_powers(regime: str, linear: bool = False) -> tuple[int, ...]:
 
 
 def _solve(experts: np.ndarray, seconds: np.ndarray, powers: tuple[int, ...], robust: bool, f_scale: float) -> np.ndarray:
-    design = experts[:, None].astype(float) ** np.asarray(powers, dtype=float)[None, :] / seconds[:, None]
+    columns = experts[:, None].astype(float) ** np.asarray(powers, dtype=float)[None, :]
+    return solve_relative(columns, seconds, robust, f_scale)
+
+
+def solve_relative(columns: np.ndarray, seconds: np.ndarray, robust: bool = False, f_scale: float = 0.05) -> np.ndarray:
+    """Non-negative coefficients theta minimising sum(((columns @ theta) - seconds) / seconds)^2."""
+    design = columns / seconds[:, None]
     # Columns span many decades (E^-2 vs E^2); scaling them to unit max keeps NNLS well conditioned.
     scale = np.abs(design).max(axis=0)
+    scale[scale == 0] = 1.0
     scaled = design / scale
     target = np.ones_like(seconds)
     theta, _ = nnls(scaled, target)
@@ -83,7 +90,7 @@ def _solve(experts: np.ndarray, seconds: np.ndarray, powers: tuple[int, ...], ro
     return theta / scale
 
 
-def _percentile_ci(samples: np.ndarray, confidence: float) -> tuple[float, float]:
+def percentile_ci(samples: np.ndarray, confidence: float) -> tuple[float, float]:
     # inverted_cdf never interpolates, so an unbounded (inf) E_opt replicate cannot produce NaN.
     tail = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(samples, [tail, 1.0 - tail], method="inverted_cdf")
@@ -166,9 +173,9 @@ def fit_cost_model(
     if bootstrap > 0:
         thetas = _bootstrap(train, powers, robust, f_scale, bootstrap, seed)
         e_samples = np.array([minimise_series(dict(zip(powers, t))) for t in thetas])
-        coef_ci = {COEFFICIENT_NAMES[p]: _percentile_ci(thetas[:, i], confidence) for i, p in enumerate(powers)}
+        coef_ci = {COEFFICIENT_NAMES[p]: percentile_ci(thetas[:, i], confidence) for i, p in enumerate(powers)}
         alpha_ci = coef_ci["alpha"]
-        e_ci = _percentile_ci(e_samples, confidence)
+        e_ci = percentile_ci(e_samples, confidence)
 
     mape = None
     if test is not None:

@@ -75,7 +75,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def write_report(directory: Path, out: Path, bootstrap: int) -> str:
     """Writes results.csv, results.md, fits.json, clark_*.csv, iso_flop.png and loss_vs_e.png; returns results.md."""
-    from smoe.quality import figures, laws, report
+    from smoe.fit import loss_laws
+    from smoe.quality import figures, report
 
     with ResultStore(directory, create=False) as store:
         rows = store.rows()
@@ -87,12 +88,13 @@ def write_report(directory: Path, out: Path, bootstrap: int) -> str:
     budgets = sorted({s.budget for s in all_settings})
     comparisons = [report.compare_budget(all_settings, budget) for budget in budgets]
     clark = {}
-    for (budget, shorten), group in sorted(laws.clark_groups(all_settings).items()):
+    for (budget, shorten), group in sorted(loss_laws.clark_groups(all_settings).items()):
         csv_path = out / f"clark_C{budget:.0e}_r{shorten}.csv"
-        laws.write_clark_csv(group, csv_path)
-        clark[csv_path.name] = laws.fit_clark_group(group, bootstrap)
-    budget_law = laws.fit_budget_law(all_settings, bootstrap)
-    atomic.write_text(out / "fits.json", json.dumps({"clark": clark, "loss_vs_budget": budget_law}, indent=2) + "\n")
+        loss_laws.write_clark_csv(group, csv_path)
+        clark[csv_path.name] = loss_laws.fit_clark_group(group, bootstrap)
+    budget_law = loss_laws.fit_budget_law(all_settings, bootstrap)
+    atomic.write_text(out / "fits.json", json.dumps({"clark": clark, "loss_vs_budget": budget_law}, indent=2) + "
+")
     figures.iso_flop_figure(all_settings, out / "iso_flop.png")
     figures.loss_vs_e_figure(all_settings, out / "loss_vs_e.png")
     text = report.markdown(all_settings, comparisons, clark, budget_law, directory)

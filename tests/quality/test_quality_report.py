@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from smoe.quality import figures, laws, report
+from smoe.fit import loss_laws as laws
+from smoe.quality import figures, report
 from smoe.quality.cli import write_report
 from smoe.sweep.runner import run_sweep
 from smoe.sweep.spec import SweepSpec

@@ -1,4 +1,4 @@
-"""The eopt / fit / fit-law subcommands: JSON contract, human output, one-line errors."""
+"""The eopt / fit-law subcommands: JSON contract, human output, one-line errors (`smoe fit`: tests/fit)."""
 
 import argparse
 import json
@@ -48,41 +48,12 @@ def test_eopt_human_output_marks_the_best_feasible_e(capsys):
         (["eopt", "--d", "64", "--seq", "-1", "--alpha", "1"], "seq_len"),
         (["eopt", "--d", "64", "--seq", "8", "--alpha", "1", "--regime", "fast"], "regime"),
         (["fit-law", "x.csv", "--form", "kaplan"], "form"),
-        (["fit", "missing.csv"], "cannot read"),
     ],
 )
 def test_invalid_arguments_raise_one_line_input_errors(argv, field, capsys):
     with pytest.raises(InputError, match=field) as info:
         run(argv, capsys)
     assert "\n" not in str(info.value)
-
-
-def _measurements(tmp_path):
-    rng = np.random.default_rng(0)
-    e = np.repeat([1, 2, 4, 8, 16, 32, 64], 6)
-    s = (0.5 + 2 / e + 4 / e**2 + 0.002 * e**2) * np.exp(rng.normal(0, 0.02, e.size))
-    path = tmp_path / "timings.csv"
-    path.write_text("E,seconds,component\n" + "".join(f"{a},{b},layer\n" for a, b in zip(e, s)))
-    return path
-
-
-def test_fit_json_contract(tmp_path, capsys):
-    path = _measurements(tmp_path)
-    code, out = run(["fit", str(path), "--holdout-above", "16", "--bootstrap", "30", "--json"], capsys)
-    data = json.loads(out)
-    assert code == 0
-    assert list(data) == ["alpha", "alpha_ci", "coefficients", "e_opt", "e_opt_ci", "e_opt_integer", "holdout_mape"]
-    assert data["alpha_ci"][0] <= data["alpha"] <= data["alpha_ci"][1]
-    assert set(data["coefficients"]) == {"const", "inv_e", "inv_e2", "alpha"}
-    assert data["holdout_mape"] < 10 and isinstance(data["e_opt_integer"], int)
-    _, out = run(["fit", str(path), "--bootstrap", "0", "--json"], capsys)
-    data = json.loads(out)
-    assert data["holdout_mape"] is None and data["alpha_ci"] is None
-
-
-def test_fit_human_output(tmp_path, capsys):
-    code, out = run(["fit", str(_measurements(tmp_path)), "--bootstrap", "20", "--holdout-above", "16"], capsys)
-    assert code == 0 and "alpha =" in out and "held-out MAPE (E > 16)" in out
 
 
 def test_fit_law_json_contract(tmp_path, capsys):

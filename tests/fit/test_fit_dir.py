@@ -5,9 +5,7 @@ import json
 import numpy as np
 import pytest
 
-import theory
 from smoe.cli import main
-from smoe.measure.fit_sweep import verdict
 from smoe.sweep.spec import SweepSpec, expand, point_key
 from smoe.sweep.store import ResultStore
 
@@ -32,29 +30,30 @@ def _write_sweep(directory, seed: int, backend: str = "cpu") -> None:
 
 def test_fit_dir_recovers_alpha_and_writes_json_and_figure(tmp_path, capsys):
     _write_sweep(tmp_path, seed=0)
-    assert main(["fit", str(tmp_path), "--bootstrap", "100"]) == 0
+    assert main(["fit", str(tmp_path), "--bootstrap", "100", "--overhead", "quadratic"]) == 0
     result = json.loads((tmp_path / "fit.json").read_text())
     assert result["regime"] == "work", "CPU-emulated devices share cores: the work reading is the default"
     (group,) = result["groups"]
     entry = group["fits"]["train_step"]
-    lo, hi = entry["fit"]["alpha_ci"]
-    assert entry["fit"]["alpha"] == pytest.approx(TRUE["alpha"], rel=0.05)
-    assert lo <= entry["fit"]["alpha"] <= hi and hi - lo < 0.2 * TRUE["alpha"]
-    assert entry["fit"]["e_opt"] == pytest.approx(10.0, rel=0.15)
-    assert entry["fit"]["e_opt_integer"] in (8, 16)  # feasible: divides d=128
-    assert entry["holdout"]["fit_on_e_at_most"] == 16 and entry["holdout"]["mape_percent"] < 10
-    assert entry["measured_best_e"] == 8 and entry["verdict"].startswith(("agree", "DISAGREE"))
+    fit = entry["fit"]
+    lo, hi = fit["alpha_ci"]
+    assert fit["overhead_law"] == "quadratic" and fit["alpha"] == pytest.approx(TRUE["alpha"], rel=0.05)
+    assert lo <= fit["alpha"] <= hi and hi - lo < 0.2 * TRUE["alpha"]
+    assert fit["e_opt"] == pytest.approx(10.0, rel=0.15)
+    assert fit["e_opt_integer"] == 8  # the best of the measured E (S(8) < S(16) for the truth)
+    assert fit["holdout_mape"] < 10 and fit["paired"] is False
+    # 1 % noise, 9 repetitions: S(16) is 10 % slower than S(8), so E = 8 alone is the fastest.
+    assert entry["measured_best_e"] == 8 and fit["tied_set"] == [8] and entry["verdict"] == "agree"
     assert (tmp_path / "fit.png").stat().st_size > 10_000
-    assert "alpha=" in capsys.readouterr().out
+    assert "law=quadratic" in capsys.readouterr().out
 
 
-def test_verdict_states_agreement_and_disagreement():
-    records = [{"E": e, "seconds": TRUE["const"] + TRUE["inv_e"] / e + TRUE["alpha"] * e**2}
-               for e in (1, 2, 4, 8, 16, 32) for _ in range(2)]
-    fit = theory.fit_cost_model(records, regime="work", bootstrap=0, d0=128)
-    assert fit.e_opt_integer == 8
-    assert verdict(fit, 8).startswith("agree")
-    assert verdict(fit, 2).startswith("DISAGREE") and "fit predicts E = 8" in verdict(fit, 2)
+def test_fit_dir_auto_chooses_a_law_and_reports_all(tmp_path, capsys):
+    _write_sweep(tmp_path, seed=1)
+    assert main(["fit", str(tmp_path), "--bootstrap", "50", "--json"]) == 0
+    fit = json.loads(capsys.readouterr().out)["groups"][0]["fits"]["train_step"]["fit"]
+    assert fit["overhead_law"] in fit["laws"] and len(fit["laws"]) >= 3
+    assert fit["laws"]["quadratic"]["cv_error"] < fit["laws"]["none"]["cv_error"]
 
 
 def test_fit_dir_without_measurements_is_a_clear_error(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Loss laws fitted to the sweep: Clark et al.'s L(N, E) for sectional MoE, and loss vs budget.
+"""Loss laws fitted to a `kind: train` sweep (used by `smoe quality report`): Clark et al.'s L(N, E) for sectional MoE, and loss vs budget.
 
 Clark's form has four parameters, so it is fitted only where more than four distinct (N, E)
 settings exist (theory refuses fewer); its data also go to a CSV for `smoe fit-law --form clark`.

@@ -1,4 +1,5 @@
-"""The fit figure: measured seconds vs E with error bars, the fitted S(E) and its parts, E_opt."""
+"""The fit figure: measured seconds vs E with error bars, the chosen law's S(E) and its parts, the
+other laws' curves, E_opt."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from smoe.measure.fit_sweep import median_band
-from theory.cost_fit import COEFFICIENT_NAMES
+from smoe.fit.sweep import median_band
+from theory.overhead_laws import law_value
 
-POWER_OF = {name: power for power, name in COEFFICIENT_NAMES.items()}
-PART_LABELS = {"const": "E-independent", "inv_e": "c/E", "inv_e2": "c/E^2", "linear": "c*E", "alpha": "alpha*E^2"}
+PART_LABELS = {"const": "E-independent", "inv_e": "c/E", "inv_e2": "c/E^2", "alpha": "alpha*E^2",
+               "beta": "beta*(E-1)", "gamma": "gamma*E^p"}
 
 
 def _panel(ax, entry: dict, title: str) -> None:
@@ -22,13 +23,16 @@ def _panel(ax, entry: dict, title: str) -> None:
                 capsize=3, label="measured (median, IQR)")
     fit = entry["fit"]
     grid = np.geomspace(e.min() / 1.5, e.max() * 1.5, 200)
-    total = np.zeros_like(grid)
-    for name, coefficient in fit["coefficients"].items():
-        part = coefficient * grid ** POWER_OF[name] * 1e3
-        total += part
-        if coefficient > 0:
+    coefficients = fit["coefficients"]
+    for name, coefficient in coefficients.items():
+        if name != "p" and coefficient > 0:
+            part = law_value({name: coefficient, "p": coefficients.get("p")}, grid) * 1e3
             ax.plot(grid, part, "--", linewidth=1, label=PART_LABELS[name])
-    ax.plot(grid, total, color="tab:red", linewidth=2, label="fitted S(E)")
+    for name, law in fit["laws"].items():
+        if name != fit["overhead_law"]:
+            ax.plot(grid, law_value(law["coefficients"], grid) * 1e3, color="grey", linewidth=0.8, alpha=0.6)
+    ax.plot(grid, law_value(coefficients, grid) * 1e3, color="tab:red", linewidth=2,
+            label=f"chosen law: {fit['overhead_law']} (grey: the others)")
     # An E_opt outside the measured range (e.g. 0 when nothing falls with E) is stated in the title.
     inside = fit["e_opt"] is not None and grid[0] <= fit["e_opt"] <= grid[-1]
     if inside:
@@ -42,7 +46,7 @@ def _panel(ax, entry: dict, title: str) -> None:
     ax.set_ylim(bottom=0)
     ax.set_xlabel("experts E")
     ax.set_ylabel(f"{entry['program']} time (ms)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(f"{title}\nverdict: {entry['verdict']}", fontsize=9)
     ax.legend(fontsize=7)
 
 
