@@ -93,8 +93,7 @@ def write_report(directory: Path, out: Path, bootstrap: int) -> str:
         loss_laws.write_clark_csv(group, csv_path)
         clark[csv_path.name] = loss_laws.fit_clark_group(group, bootstrap)
     budget_law = loss_laws.fit_budget_law(all_settings, bootstrap)
-    atomic.write_text(out / "fits.json", json.dumps({"clark": clark, "loss_vs_budget": budget_law}, indent=2) + "
-")
+    atomic.write_text(out / "fits.json", json.dumps({"clark": clark, "loss_vs_budget": budget_law}, indent=2) + "\n")
     figures.iso_flop_figure(all_settings, out / "iso_flop.png")
     figures.loss_vs_e_figure(all_settings, out / "loss_vs_e.png")
     text = report.markdown(all_settings, comparisons, clark, budget_law, directory)
