@@ -20,8 +20,16 @@ class Checkpoints:
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options)
 
-    def latest_step(self) -> int | None:
-        return self._manager.latest_step()
+    @classmethod
+    def saved_steps(cls, directory: Path) -> list[int]:
+        """The committed steps in `directory`, without creating it when it does not exist."""
+        if not Path(directory).is_dir():
+            return []
+        checkpoints = cls(directory, keep=1)
+        try:
+            return checkpoints.steps()
+        finally:
+            checkpoints.close()
 
     def steps(self) -> list[int]:
         return sorted(self._manager.all_steps())

@@ -60,12 +60,8 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool 
     check_data(corpus, cfg)
     is_main = jax.process_index() == 0
     cfg = prepare_run_dir(out, cfg, resume, extend, write=is_main)
+    start = _start_step(Checkpoints.saved_steps(out / "checkpoints"), cfg, out, resume_from) if resume else 0
     checkpoints = Checkpoints(out / "checkpoints", cfg.train.keep_checkpoints)
-    try:
-        start = _start_step(checkpoints, cfg, out, resume_from) if resume else 0
-    except UserError:
-        checkpoints.close()
-        raise
     programs = steps.build(cfg, mesh)
     if start:
         _restore(checkpoints, programs, start)
@@ -116,9 +112,8 @@ def _check_finite(metrics: dict, step: int, last_saved: int | None, directory: P
         f"stopped, {kept}. Lower train.learning_rate or raise train.warmup_steps and start a new --out.")
 
 
-def _start_step(checkpoints: Checkpoints, cfg: RunConfig, out: Path, resume_from: int | None) -> int:
+def _start_step(saved: list[int], cfg: RunConfig, out: Path, resume_from: int | None) -> int:
     """The checkpoint a resumed run continues from (0: killed before its first one, start over)."""
-    saved = checkpoints.steps()
     if resume_from is not None and resume_from not in saved:
         raise UserError(f"--resume-from: {out} has no checkpoint at step {resume_from}; "
                         f"it has {', '.join(map(str, saved)) or 'none'}")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 
 import jax
+from tqdm import tqdm
 
 from smoe.measure import analysis, point as points
 from smoe.measure.programs import build_programs
@@ -57,7 +59,8 @@ def measure_point(point: dict, repeats: int = DEFAULT_REPEATS) -> dict:
         kinds |= {f"baseline.{kind}.": points.baseline(full, kind) for kind in BASELINE_KINDS if kind != full["kind"]}
     record = dict(full) | context()
     programs = {}
-    for prefix, kind_point in kinds.items():
+    for prefix, kind_point in tqdm(kinds.items(), desc="compiling", unit="model", disable=None, leave=False,
+                                   file=sys.stderr):
         cfg = points.to_config(kind_point)
         record |= {prefix + key: value for key, value in _static_fields(cfg).items()}
         programs |= {prefix + name: program for name, program in build_programs(cfg).items()}
