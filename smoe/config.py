@@ -230,5 +230,5 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
         except (yaml.YAMLError, UnicodeDecodeError) as err:
             raise UserError(f"config: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
         _require(isinstance(raw, dict), "config", f"{path} must be a YAML mapping with sections "
-                 f"model/mesh/data/train, got a {type(raw).__name__}")
+                 f"model/mesh/data/train, got {type(raw).__name__}")
     return config_from_dict(apply_overrides(raw, list(overrides)))
