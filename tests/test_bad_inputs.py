@@ -156,6 +156,8 @@ CASES = [
     Case("sweep --out is a file",
          lambda t: ((t / "s.yaml").write_text(SWEEP), (t / "o").write_text("mine"),
                     ["sweep", str(t / "s.yaml"), "--out", str(t / "o")])[2], "is a file"),
+    Case("quality report on a timing sweep",
+         lambda t: (_store(t, rows=2), ["quality", "report", str(t / "sweep")])[1], "lack budget, d_model, family"),
     # theory commands
     Case("fit on a binary file", lambda t: ["fit", str(_binary(t, "m.csv"))], "is not UTF-8 text"),
     Case("fit-law on a binary file", lambda t: ["fit-law", str(_binary(t, "l.csv"))], "is not UTF-8 text"),

@@ -104,6 +104,10 @@ class ResultStore:
                     f"sweep: {self.dir} was made by a different config ({'; '.join(changes) or 'hash ' + stored[:12]}); "
                     "use a new --out or the original config")
 
+    def kind(self) -> str | None:
+        """The `kind` of the sweep this directory holds (None before its first run)."""
+        return json.loads(self._meta("spec_json") or "{}").get("kind")
+
     def mark_running(self, key: str, point: dict) -> None:
         with self._transaction():
             self._conn.execute(
