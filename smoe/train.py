@@ -7,6 +7,8 @@ checkpoint at step s replays exactly the computation an uninterrupted run would 
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -25,6 +27,29 @@ from smoe.run_log import MetricsLog, prepare_run_dir, write_config
 class TrainingDiverged(RuntimeError):
     """Loss, gradient norm or updated parameters went NaN/Inf; the run stops and keeps its last
     finite checkpoint (a checkpoint is only ever written from state checked finite)."""
+
+
+class StepBoundaryInterrupt:
+    """Ctrl-C takes effect after the current step (and its checkpoint), not inside an orbax write
+    whose background threads would print their own tracebacks; a second Ctrl-C stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._request)
+
+    def _request(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def close(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def evaluate(programs: steps.Programs, val_tokens: np.ndarray, cfg: RunConfig) -> dict:
@@ -73,6 +98,7 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool 
     bar = tqdm(total=tc.steps, initial=start, disable=not (progress and is_main), unit="step", dynamic_ncols=True)
     last_saved = start if start in checkpoints.steps() else None
     train_metrics, eval_metrics = {}, {}
+    interrupt = StepBoundaryInterrupt()
     try:
         for step in range(start, tc.steps):
             began = time.perf_counter()
@@ -93,7 +119,9 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool 
             if done % tc.checkpoint_every == 0 or final:
                 checkpoints.save(done, programs.state())
                 last_saved = done
+            interrupt.check()
     finally:
+        interrupt.close()
         bar.close()
         log.close()
         checkpoints.close()
