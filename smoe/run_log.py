@@ -36,7 +36,13 @@ def config_changes(old: dict, new: dict) -> list[str]:
 
 def saved_config(out: Path) -> RunConfig | None:
     saved = out / CONFIG_NAME
-    return config_from_dict(yaml.safe_load(saved.read_text())) if saved.is_file() else None
+    if not saved.is_file():
+        return None
+    try:
+        return config_from_dict(yaml.safe_load(saved.read_text()))
+    except (yaml.YAMLError, UnicodeDecodeError, UserError) as err:
+        raise UserError(f"--resume: {saved} is damaged ({str(err).splitlines()[0]}); restore it from the "
+                        "config the run was started with") from None
 
 
 def prepare_run_dir(out: Path, cfg: RunConfig, resume: bool, extend: bool = False, write: bool = True) -> RunConfig:
