@@ -1,5 +1,6 @@
 """Orbax checkpoints of {params, opt_state}; orbax commits each step atomically, so a kill never
-leaves a half-written step behind and `latest_step()` only ever names a complete one."""
+leaves a half-written step behind and `steps()` only ever names a committed one. Files damaged
+afterwards (deleted, truncated on a full disk or a bad copy) surface on restore as DamagedCheckpoint."""
 
 from __future__ import annotations
 
@@ -9,13 +10,29 @@ import jax
 import orbax.checkpoint as ocp
 
 
+class DamagedCheckpoint(Exception):
+    """A committed step that no longer restores onto the run's state structure."""
+
+
 class Checkpoints:
     def __init__(self, directory: Path, keep: int):
+        self.directory = Path(directory).absolute()
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-        self._manager = ocp.CheckpointManager(Path(directory).absolute(), options=options)
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
 
-    def latest_step(self) -> int | None:
-        return self._manager.latest_step()
+    @classmethod
+    def saved_steps(cls, directory: Path) -> list[int]:
+        """The committed steps in `directory`, without creating it when it does not exist."""
+        if not Path(directory).is_dir():
+            return []
+        checkpoints = cls(directory, keep=1)
+        try:
+            return checkpoints.steps()
+        finally:
+            checkpoints.close()
+
+    def steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
 
     def save(self, step: int, state: dict) -> None:
         self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
@@ -24,7 +41,17 @@ class Checkpoints:
     def restore(self, step: int, like: dict) -> dict:
         """Restores onto the shardings of `like`, so a resumed run sits on the same mesh layout."""
         abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), like)
-        return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        try:
+            return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except Exception as err:  # noqa: BLE001 - orbax/tensorstore raise many types for one cause
+            lines = str(err).strip().splitlines()
+            raise DamagedCheckpoint(f"{type(err).__name__}: {lines[0][:200] if lines else ''}") from err
+
+    def delete_after(self, step: int) -> None:
+        """Drop steps after `step`: a run resumed from `step` writes them again."""
+        for later in self.steps():
+            if later > step:
+                self._manager.delete(later)
 
     def close(self) -> None:
         self._manager.close()

@@ -132,6 +132,9 @@ class TrainConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     log_every: int = 10
+    # Length of the warmup+cosine schedule; 0 means `steps`. `smoe train --extend` pins it to the
+    # original horizon so the steps already taken keep their learning rates (see README).
+    decay_steps: int = 0
 
     def __post_init__(self) -> None:
         _positive(self, "train", "steps", "batch_size", "learning_rate", "grad_clip", "eval_every",
@@ -139,6 +142,13 @@ class TrainConfig:
         _require(0 <= self.warmup_steps < self.steps, "train.warmup_steps",
                  f"must be in [0, steps={self.steps}), got {self.warmup_steps}")
         _require(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(self.decay_steps == 0 or self.warmup_steps < self.decay_steps <= self.steps, "train.decay_steps",
+                 f"must be 0 (= steps) or in (warmup_steps={self.warmup_steps}, steps={self.steps}], "
+                 f"got {self.decay_steps}")
+
+    @property
+    def schedule_steps(self) -> int:
+        return self.decay_steps or self.steps
 
 
 @dataclass(frozen=True)
@@ -229,7 +239,7 @@ def load_yaml(path: str | Path) -> Any:
     _require(path.is_file(), "config", f"file {str(path)!r} not found; pass an existing YAML file")
     try:
         return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise UserError(f"config: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
 
 
@@ -255,4 +265,6 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
     raw = (load_yaml(path) or {}) if path is not None else {}
+    _require(isinstance(raw, dict), "config", f"{path} must be a YAML mapping with sections "
+             f"model/mesh/data/train, got {type(raw).__name__}")
     return config_from_dict(apply_overrides(raw, list(overrides)))

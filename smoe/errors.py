@@ -1,5 +1,19 @@
-"""The one exception type the CLI turns into a one-line message and exit code 2."""
+"""The one exception type the CLI turns into a one-line message and exit code 2, and the one way a
+command ends on Ctrl-C."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
 
 
 class UserError(Exception):
     """Bad input from the user: a config key, a value, a path. The message names the field and the fix."""
+
+
+def interrupted(resume_command: str) -> NoReturn:
+    """One line instead of a KeyboardInterrupt traceback; everything committed so far is kept."""
+    print(f"smoe: interrupted; resume with: {resume_command}", file=sys.stderr)
+    raise SystemExit(INTERRUPTED_EXIT)

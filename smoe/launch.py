@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 
-from smoe.errors import UserError
+from smoe.errors import INTERRUPTED_EXIT, UserError
 
 
 def _free_port() -> int:
@@ -38,15 +38,33 @@ def launch_local(worker_argv: list[str], processes: int, mesh_size: int, module:
         argv = [sys.executable, "-m", module, *worker_argv, "--coordinator", coordinator,
                 "--num-processes", str(processes), "--process-id", str(process_id)]
         children.append(subprocess.Popen(argv, env=env))
-    codes = [child.wait() for child in children]
+    try:
+        codes = [child.wait() for child in children]
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the whole process group: the workers stop on their own and process 0 says
+        # how to resume; the launcher only waits for them.
+        for child in children:
+            child.wait()
+        return INTERRUPTED_EXIT
     return max(codes, key=abs)
 
 
 def init_worker(coordinator: str, num_processes: int, process_id: int) -> None:
+    _native_stdout_to_stderr()
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id)
+
+
+def _native_stdout_to_stderr() -> None:
+    """Point file descriptor 1 at stderr and give Python's sys.stdout its own copy of the real stdout,
+    so C++ logging (gloo's "Rank N is connected") lands on stderr and the JSON summary stays the
+    only thing on stdout."""
+    sys.stdout.flush()
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = os.fdopen(real_stdout, "w", buffering=1)
 
 
 def init_cluster() -> None:

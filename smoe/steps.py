@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import nnx
 from jax.sharding import Mesh
@@ -15,10 +16,15 @@ from smoe.config import RunConfig, TrainConfig
 from smoe.models.lm import LanguageModel, lm_loss, make_model
 
 
-def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    schedule = optax.warmup_cosine_decay_schedule(
+def learning_rate(cfg: TrainConfig) -> optax.Schedule:
+    """Linear warmup, cosine decay to a tenth of the peak over `schedule_steps`, then that rate."""
+    return optax.warmup_cosine_decay_schedule(
         init_value=0.0, peak_value=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
-        decay_steps=cfg.steps, end_value=0.1 * cfg.learning_rate)
+        decay_steps=cfg.schedule_steps, end_value=0.1 * cfg.learning_rate)
+
+
+def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    schedule = learning_rate(cfg)
     # Norm scales are not decayed: shrinking them towards zero only fights the normalisation.
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
     return optax.chain(optax.clip_by_global_norm(cfg.grad_clip),
@@ -58,7 +64,11 @@ def build(cfg: RunConfig, mesh: Mesh) -> Programs:
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, window_bt)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        return params, opt_state, metrics | {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        grad_norm = optax.tree.norm(grads)
+        # Checked on device in the same program, so the host sees whether the state it may checkpoint
+        # is finite without fetching the parameters.
+        params_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+        return params, opt_state, metrics | {"loss": loss, "grad_norm": grad_norm, "params_finite": params_finite}
 
     def eval_step(params, window_bt):
         return loss_fn(params, window_bt)[1]["ce"]

@@ -1,13 +1,19 @@
-"""`smoe train CONFIG.yaml [--set k=v ...] --out DIR [--resume] [--processes N | --distributed]`."""
+"""`smoe train CONFIG.yaml [--set k=v ...] --out DIR [--resume | --resume-from STEP | --extend]
+[--processes N | --distributed]`.
+
+Exit codes: 0 done, 2 bad input (one line on stderr), 3 training diverged (the message names the
+last finite checkpoint), 130 interrupted (resume with the command it prints)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 from smoe import launch
 from smoe.config import load_config
+from smoe.errors import INTERRUPTED_EXIT, interrupted
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,6 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override one config value; repeatable")
     parser.add_argument("--out", required=True, help="run directory: config, metrics.jsonl, tensorboard/, checkpoints/")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    parser.add_argument("--resume-from", type=int, metavar="STEP",
+                        help="continue from the checkpoint at STEP (e.g. when the latest is damaged); "
+                             "later checkpoints are dropped and rewritten")
+    parser.add_argument("--extend", action="store_true",
+                        help="continue a run to a larger --set train.steps=N; the learning-rate schedule "
+                             "keeps its original length and the extra steps run at its final rate")
     parser.add_argument("--processes", type=int, default=1,
                         help="start N local processes joined by jax.distributed (gloo over loopback)")
     parser.add_argument("--distributed", action="store_true",
@@ -32,7 +44,17 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
     argv = ["train", args.config, "--out", args.out]
     for override in args.set:
         argv += ["--set", override]
-    return argv + (["--resume"] if args.resume else []) + (["--no-progress"] if args.no_progress else [])
+    if args.resume_from is not None:
+        argv += ["--resume-from", str(args.resume_from)]
+    flags = [flag for flag, given in (("--resume", args.resume), ("--extend", args.extend),
+                                      ("--no-progress", args.no_progress)) if given]
+    return argv + flags
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    sets = "".join(f" --set {shlex.quote(override)}" for override in args.set)
+    again = " --extend" if args.extend else " --resume"
+    return f"smoe train {shlex.quote(args.config)} --out {shlex.quote(args.out)}{sets}{again}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,10 +70,16 @@ def run(args: argparse.Namespace) -> int:
     from smoe.train import TrainingDiverged, train
 
     try:
-        result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+        result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
+                       resume_from=args.resume_from, extend=args.extend)
     except TrainingDiverged as err:
-        print(f"smoe train: {err}", file=sys.stderr)
+        print(f"smoe: error: {err}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        # Checkpoints are committed atomically, so the run resumes from its latest one.
+        if args.process_id and int(args.process_id) != 0:
+            return INTERRUPTED_EXIT
+        interrupted(_resume_command(args))
     import jax
 
     if jax.process_index() == 0:

@@ -77,13 +77,21 @@ def feasible_experts(d0: int, heads: int = 1, max_devices: int | None = None) ->
     if max_devices is not None and max_devices < 1:
         raise InputError(f"max_devices must be >= 1, got {max_devices}")
     limit = d0 if max_devices is None else min(d0, max_devices)
-    found = [e for e in range(1, limit + 1) if d0 % e == 0 and (d0 // e) % heads == 0]
+    found = [e for e in divisors(d0) if e <= limit and (d0 // e) % heads == 0]
     if not found:
-        raise InputError(
-            f"no E satisfies E | d0={d0}, (d0/E) % heads={heads} == 0, E <= {max_devices}; "
-            "check that heads divides d0"
-        )
+        cap = "" if max_devices is None else f", E <= max_devices={max_devices}"
+        raise InputError(f"no E satisfies E | d0={d0}, (d0/E) % heads={heads} == 0{cap}; "
+                         f"check that heads divides d0" + (" or raise --max-devices" if cap else ""))
     return found
+
+
+def divisors(n: int) -> list[int]:
+    """All divisors of n >= 1 in increasing order, by trial division up to sqrt(n) (a scan up to n
+    took minutes for a prime d0 near 1e9)."""
+    if n < 1:
+        raise InputError(f"d0 must be >= 1, got {n}")
+    small = [k for k in range(1, math.isqrt(n) + 1) if n % k == 0]
+    return small + [n // k for k in reversed(small) if k * k != n]
 
 
 def best_integer(coeffs: dict[int, float], candidates) -> int:

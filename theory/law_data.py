@@ -46,4 +46,6 @@ def load_law_csv(path: str | Path, features: tuple[str, ...]) -> dict[str, np.nd
         text = path.read_text()
     except OSError as err:
         raise InputError(f"cannot read law data {str(path)!r}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"law data {str(path)!r} is not UTF-8 text (a binary file?); give a CSV file") from None
     return _read_columns(text, path.name, [*features, "loss"])

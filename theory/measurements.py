@@ -80,6 +80,8 @@ def load_measurements(path: str | Path) -> Measurements:
         text = path.read_text()
     except OSError as err:
         raise InputError(f"cannot read measurements {str(path)!r}: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"measurements {str(path)!r} is not UTF-8 text (a binary file?); give a CSV file") from None
     if path.suffix in (".jsonl", ".json") or text.lstrip().startswith("{"):
         rows = []
         for i, line in enumerate(text.splitlines(), start=1):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from smoe.data.corpus import DEFAULT_VAL_FRACTION, load_corpus
 from smoe.data.fetch import REGISTRY, corpus_dir, fetch, get_source, is_fetched
@@ -36,7 +37,7 @@ def _add_cache(parser: argparse.ArgumentParser) -> None:
 
 def _fetch(args: argparse.Namespace) -> int:
     source = get_source(args.name)
-    path = fetch(source.name, args.cache)
+    path = fetch(source.name, args.cache, log=lambda message: print(f"{source.name}: {message}", file=sys.stderr))
     files = sorted(p for p in path.rglob("*.txt") if p.is_file())
     print(path)
     print(f"{len(files)} documents, {sum(p.stat().st_size for p in files):,} bytes")

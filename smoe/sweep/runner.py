@@ -8,6 +8,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
+from smoe.errors import interrupted
 from smoe.sweep.spec import SweepSpec, expand, point_key
 from smoe.sweep.store import ResultStore
 
@@ -24,19 +25,28 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, run_point: PointFn, progress
         todo = [(point_key(point), point) for point in points if point_key(point) not in done]
         bar = tqdm(total=len(points), initial=len(points) - len(todo), desc=f"sweep {spec.name}",
                    unit="point", disable=not progress)
-        with bar:
-            for key, point in todo:
-                store.mark_running(key, point)
-                try:
-                    # A copy, so a point function that mutates its input cannot alter what gets stored.
-                    result = run_point(dict(point))
-                    _check_result(result)
-                except Exception as err:  # noqa: BLE001 - any point failure is recorded, not fatal
-                    store.mark_failed(key, _one_line(err))
-                else:
-                    store.mark_done(key, result)
-                bar.update(1)
+        try:
+            with bar:
+                for key, point in todo:
+                    _run_point(store, key, point, run_point)
+                    bar.update(1)
+        except KeyboardInterrupt:
+            # Done points are committed; the one cut off stays `running` and is redone on resume.
+            interrupted(f"the same `smoe sweep CONFIG.yaml --out {out_dir}` "
+                        f"({store.status()['done']}/{len(points)} points kept in {out_dir})")
         return store.status()
+
+
+def _run_point(store: ResultStore, key: str, point: dict, run_point: PointFn) -> None:
+    store.mark_running(key, point)
+    try:
+        # A copy, so a point function that mutates its input cannot alter what gets stored.
+        result = run_point(dict(point))
+        _check_result(result)
+    except Exception as err:  # noqa: BLE001 - any point failure is recorded, not fatal
+        store.mark_failed(key, _one_line(err))
+    else:
+        store.mark_done(key, result)
 
 
 def _check_result(result: object) -> None:

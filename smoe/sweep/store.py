@@ -39,14 +39,30 @@ class ResultStore:
         path = self.dir / DB_NAME
         if not create and not path.is_file():
             raise UserError(f"sweep: no results in {self.dir} (missing {DB_NAME}); run `smoe sweep CONFIG.yaml --out {self.dir}` first")
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.dir.exists() and not self.dir.is_dir():
+            raise UserError(f"sweep: {self.dir} is a file, not a directory; choose another --out")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"sweep: cannot create {self.dir} ({err.strerror}); choose a writable --out") from None
+        existed = path.is_file()
         # Autocommit mode: transactions are opened explicitly in _transaction, never implicitly.
         self._conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        with self._transaction():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._conn.execute(statement)
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            if existed:
+                problems = [row[0] for row in self._conn.execute("PRAGMA quick_check").fetchall()]
+                if problems != ["ok"]:
+                    raise sqlite3.DatabaseError(problems[0])
+            with self._transaction():
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+        except sqlite3.DatabaseError as err:
+            self._conn.close()
+            # Never repaired or deleted here: the file may hold hours of results a backup can restore.
+            raise UserError(f"sweep: {path} is damaged ({err}); it was left untouched: restore it from a backup, "
+                            "or move it aside and run the sweep into a new --out") from None
 
     def __enter__(self) -> ResultStore:
         return self
@@ -82,9 +98,14 @@ class ResultStore:
                 rows = [("spec_hash", digest), ("spec_json", spec_json(spec)), ("total", str(len(expand(spec))))]
                 self._conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", rows)
             elif stored != digest:
+                changes = _changes(json.loads(self._meta("spec_json") or "{}"), json.loads(spec_json(spec)))
                 raise UserError(
-                    f"sweep: {self.dir} was made by a different config (stored hash {stored[:12]}, "
-                    f"this config {digest[:12]}); use a new --out or the original config")
+                    f"sweep: {self.dir} was made by a different config ({'; '.join(changes) or 'hash ' + stored[:12]}); "
+                    "use a new --out or the original config")
+
+    def kind(self) -> str | None:
+        """The `kind` of the sweep this directory holds (None before its first run)."""
+        return json.loads(self._meta("spec_json") or "{}").get("kind")
 
     def mark_running(self, key: str, point: dict) -> None:
         with self._transaction():
@@ -144,6 +165,18 @@ class ResultStore:
             writer.writeheader()
             writer.writerows(flat)
         return len(flat)
+
+
+def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """`key.sub: old -> new` for each leaf that differs between two spec dicts."""
+    changes = []
+    for key in dict.fromkeys([*old, *new]):
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            changes += _changes(before, after, f"{prefix}{key}.")
+        elif before != after:
+            changes.append(f"{prefix}{key}: {json.dumps(before)} -> {json.dumps(after)}")
+    return changes
 
 
 def _flatten(fields: dict) -> dict:

@@ -56,7 +56,7 @@ def test_folder_loading(tmp_path):
 
 def test_single_document_splits_by_bytes(tmp_path):
     text = tmp_path / "book.txt"
-    data = bytes(range(256)) * 4
+    data = (bytes(range(32, 127)) * 11)[:1024]  # every printable ASCII byte, so a misplaced cut shows
     text.write_bytes(data)
     corpus = load_corpus(text, val_fraction=0.25)
     assert corpus.name == "book"

@@ -133,3 +133,13 @@ def test_e_opt_falls_with_alpha(d0, length, alpha, regime, factor):
     costly = CostModel(d0=d0, seq_len=length, alpha=alpha * factor, regime=regime)
     assert e_opt_numeric(costly) < e_opt_numeric(cheap)
     assert e_opt_integer(costly) <= e_opt_integer(cheap)
+
+
+def test_divisors_match_a_scan_and_a_prime_d0_is_instant():
+    from theory.eopt import divisors
+
+    for n in range(1, 400):
+        assert divisors(n) == [k for k in range(1, n + 1) if n % k == 0]
+    # A scan up to d0 took 271 s here; the divisor search is sqrt(d0) trial divisions.
+    assert feasible_experts(1_000_000_007) == [1, 1_000_000_007]
+    assert feasible_experts(1_000_000_007, max_devices=64) == [1]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from theory import InputError, fit_chinchilla, fit_clark, fit_granularity, fit_law, load_chinchilla_reference
+from theory.loss_laws import FORMS, UnderdeterminedFit, identifiability_problems
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +93,23 @@ def test_bad_law_data_is_rejected(data, match):
 def test_unknown_form_is_rejected():
     with pytest.raises(InputError, match="form must be one of"):
         fit_law("kaplan", {}, bootstrap=0)
+
+
+def test_clustered_points_are_reported_underdetermined_and_not_bootstrapped():
+    # 11 points within 1% of each other in N and D cannot separate E, A/N^alpha and B/D^beta.
+    rng = np.random.default_rng(0)
+    n_params, tokens = 1e8 * (1 + 0.01 * rng.random(11)), 2e9 * (1 + 0.01 * rng.random(11))
+    loss = 3.0 + 0.01 * rng.random(11)
+    with pytest.warns(UnderdeterminedFit, match="underdetermined.*condition number.*bootstrap intervals skipped"):
+        fit = fit_chinchilla(n_params, tokens, loss, bootstrap=50, n_starts=2)
+    assert fit.ci is None and len(fit.warnings) == 1
+    assert fit.to_json()["warnings"] == list(fit.warnings)
+
+
+def test_the_reference_refit_is_well_determined(reference):
+    law = FORMS["chinchilla"]
+    fit = fit_law("chinchilla", reference, bootstrap=0, n_starts=2)
+    theta = np.array([np.log(fit.params["E"]), np.log(fit.params["A"]), np.log(fit.params["B"]),
+                      fit.params["alpha"], fit.params["beta"]])
+    log_x = {k: np.log(reference[k]) for k in law.features}
+    assert identifiability_problems(law, theta, law.design(log_x)) == [] and fit.warnings == ()

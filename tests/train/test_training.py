@@ -1,17 +1,21 @@
-"""Training on the real corpus: the loss falls, resume is bit-identical, divergence stops cleanly."""
+"""Training on the real corpus: the loss falls, resume is bit-identical, divergence stops cleanly,
+damaged checkpoints are named and skipped, finished runs extend on the same schedule."""
 
+import dataclasses
 import json
 
 import jax
 import numpy as np
 import pytest
+import yaml
 
 import smoe.train
 from smoe import sharding, steps
 from smoe.checkpoint import Checkpoints
 from smoe.data import load_corpus, train_batch
-from smoe.train import TrainingDiverged, train
-from tests.train.helpers import run_config, tiny_run
+from smoe.cli import main
+from smoe.train import train
+from tests.train.helpers import run_config, tiny_run, write_config
 
 
 @pytest.mark.parametrize("kind", ["dense", "topk", "sectional"])
@@ -64,26 +68,84 @@ def test_resume_after_interruption_is_bit_identical(shakespeare, tmp_path, monke
     assert [drop_speed(r) for r in rows[0]] == [drop_speed(r) for r in rows[1]]
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(shakespeare, tmp_path, monkeypatch):
-    cfg = run_config(tiny_run(train={"steps": 6}))
-    real_build = steps.build
+def _cli(capsys, *argv):
+    """`smoe ...` in-process; returns (exit code, stderr lines)."""
+    code = main(list(argv))
+    return code, capsys.readouterr().err.strip().splitlines()
 
-    def build_that_diverges_at_step_3(*args):
-        programs = real_build(*args)
-        real_step, calls = programs.train_step, []
 
-        def train_step(params, opt_state, window):
-            calls.append(1)
-            if len(calls) == 3:
-                params = jax.tree.map(lambda p: p * np.float32("nan"), params)
-            return real_step(params, opt_state, window)
+def _checkpoint_steps(run):
+    checkpoints = Checkpoints(run / "checkpoints", keep=2)
+    try:
+        return checkpoints.steps()
+    finally:
+        checkpoints.close()
 
-        programs.train_step = train_step
-        return programs
 
-    monkeypatch.setattr(smoe.train.steps, "build", build_that_diverges_at_step_3)
-    with pytest.raises(TrainingDiverged, match="at step 3.*Last good checkpoint: step 2"):
-        train(cfg, tmp_path / "run", progress=False)
-    checkpoints = Checkpoints(tmp_path / "run" / "checkpoints", keep=2)
-    assert checkpoints.latest_step() == 2
+def _snapshot(root):
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_divergence_keeps_only_finite_checkpoints_and_resumes(shakespeare, tmp_path, capsys):
+    # At lr 1e30 step 1 leaves huge but finite parameters; step 2's gradient is NaN while its loss is
+    # still finite, so a loss-only check would have saved NaN parameters as checkpoint 2.
+    config = write_config(tmp_path / "run.yaml", tiny_run(train={
+        "learning_rate": 1e30, "warmup_steps": 0, "checkpoint_every": 1, "eval_every": 4}))
+    run = tmp_path / "run"
+    code, err = _cli(capsys, "train", str(config), "--out", str(run), "--no-progress")
+    assert code == 3 and len(err) == 1, err
+    assert "diverged at step 2" in err[0] and "grad_norm nan" in err[0]
+    assert "last finite checkpoint is step 1" in err[0]
+    assert _checkpoint_steps(run) == [1]
+    cfg = run_config(tiny_run(train={"learning_rate": 1e30, "warmup_steps": 0}))
+    programs = steps.build(cfg, sharding.make_mesh(cfg.mesh))
+    checkpoints = Checkpoints(run / "checkpoints", keep=2)
+    state = checkpoints.restore(1, programs.state())
     checkpoints.close()
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state))
+
+    # Resuming restores the finite step 1 and replays step 2 exactly, so it stops the same way.
+    code, err = _cli(capsys, "train", str(config), "--out", str(run), "--no-progress", "--resume")
+    assert code == 3 and len(err) == 1 and "diverged at step 2" in err[0] and "step 1" in err[0], err
+    assert _checkpoint_steps(run) == [1]
+    assert [json.loads(row)["step"] for row in (run / "metrics.jsonl").read_text().splitlines()] == [1]
+
+
+def test_damaged_checkpoint_resume_from_and_extend(shakespeare, tmp_path, capsys):
+    config = write_config(tmp_path / "run.yaml", tiny_run())
+    run = tmp_path / "run"
+    assert _cli(capsys, "train", str(config), "--out", str(run), "--no-progress")[0] == 0
+    finished_rows = (run / "metrics.jsonl").read_text().splitlines()
+
+    code, err = _cli(capsys, "train", str(config), "--out", str(run), "--no-progress", "--resume")
+    assert code == 2 and len(err) == 1 and "is finished (step 4" in err[0] and "--extend" in err[0], err
+
+    # A file lost from the latest checkpoint (a bad copy, a full disk) must not surface as a traceback.
+    victim = max((p for p in (run / "checkpoints" / "4").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    victim.unlink()
+    before = _snapshot(run)
+    extend = ("train", str(config), "--out", str(run), "--no-progress", "--extend", "--set", "train.steps=6")
+    code, err = _cli(capsys, *extend)
+    assert code == 2 and len(err) == 1, err
+    assert "checkpoint step 4" in err[0] and "is damaged" in err[0] and "--resume-from 2" in err[0]
+    assert _snapshot(run) == before
+
+    code, err = _cli(capsys, *extend, "--resume-from", "2")
+    assert code == 0, err
+    saved = yaml.safe_load((run / "config.yaml").read_text())["train"]
+    assert (saved["steps"], saved["decay_steps"]) == (6, 4)
+    # Steps 3 and 4 replay exactly as first trained (same schedule), then 5 and 6 follow.
+    drop_speed = lambda row: {k: v for k, v in json.loads(row).items() if k != "tokens_per_s"}  # noqa: E731
+    rows = (run / "metrics.jsonl").read_text().splitlines()
+    assert [drop_speed(r) for r in rows[:len(finished_rows)]] == [drop_speed(r) for r in finished_rows]
+    assert json.loads(rows[-1])["step"] == 6
+    assert _checkpoint_steps(run) == [4, 6]
+
+
+def test_extended_schedule_keeps_the_steps_already_taken():
+    base = run_config(tiny_run(train={"steps": 40, "warmup_steps": 4})).train
+    extended = dataclasses.replace(base, steps=100, decay_steps=40)
+    before, after = steps.learning_rate(base), steps.learning_rate(extended)
+    for step in range(41):
+        assert float(after(step)) == float(before(step))
+    assert all(float(after(step)) == pytest.approx(0.1 * base.learning_rate) for step in range(40, 101))

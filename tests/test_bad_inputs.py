@@ -1,0 +1,230 @@
+"""Bad input, as a new user gives it: every case ends in exit 2 (or the documented code) with one line
+on stderr naming the thing and the fix, and leaves every file that was there byte-identical (and
+writes nothing new). Cases run in-process through `smoe.cli.main`; none of them trains. Ctrl-C is
+tested on real subprocesses: one line, exit 130, and the work done so far is kept."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+from smoe.cli import main
+from smoe.sweep.spec import load_spec
+from smoe.sweep.store import DB_NAME, ResultStore
+from tests.train.helpers import run_config, tiny_run
+
+SWEEP = "name: c\nkind: synthetic\nbase: {a: 1.0, b: 4.0}\ngrid:\n  E: [1, 2]\n"
+
+
+def _text(size: int) -> str:
+    words = ("the", "quick", "expert", "routes", "each", "token", "to", "its", "section", "and", "back")
+    line = " ".join(words[(i * 7) % len(words)] for i in range(12)) + ".\n"
+    return (line * (size // len(line) + 1))[:size]
+
+
+def _train_config(tmp: Path, **train) -> Path:
+    corpus = tmp / "corpus.txt"
+    if not corpus.exists():
+        corpus.write_text(_text(20_000))
+    raw = tiny_run(data={"corpus": str(corpus)}, train=train)
+    path = tmp / "run.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _train(tmp: Path, *extra: str, out: str = "out", **train) -> list[str]:
+    return ["train", str(_train_config(tmp, **train)), "--out", str(tmp / out), "--no-progress", *extra]
+
+
+def _saved_run(tmp: Path, **train) -> None:
+    """A run directory as `smoe train` leaves it before its first checkpoint: just its config."""
+    (tmp / "out").mkdir()
+    corpus = tmp / "corpus.txt"
+    corpus.write_text(_text(20_000))
+    raw = tiny_run(data={"corpus": str(corpus)}, train=train)
+    (tmp / "out" / "config.yaml").write_text(yaml.safe_dump(run_config(raw).to_dict(), sort_keys=False))
+
+
+def _with_corpus(content: bytes, **model) -> Callable[[Path], list[str]]:
+    def setup(tmp: Path) -> list[str]:
+        (tmp / "corpus.txt").write_bytes(content)
+        argv = _train(tmp)
+        return argv + [arg for key, value in model.items() for arg in ("--set", f"model.{key}={value}")]
+    return setup
+
+
+def _config_file(content: bytes) -> Callable[[Path], list[str]]:
+    def setup(tmp: Path) -> list[str]:
+        (tmp / "bad.yaml").write_bytes(content)
+        return ["train", str(tmp / "bad.yaml"), "--out", str(tmp / "out")]
+    return setup
+
+
+def _store(tmp: Path, rows: int = 0) -> Path:
+    (tmp / "s.yaml").write_text(SWEEP)
+    with ResultStore(tmp / "sweep") as store:
+        store.open_for(load_spec(tmp / "s.yaml"))
+        for i in range(rows):
+            store.mark_running(f"p{i}", {"E": i, "pad": "x" * 200})
+            store.mark_done(f"p{i}", {"seconds": float(i)})
+    return tmp / "sweep" / DB_NAME
+
+
+def _garbage_store(tmp: Path) -> None:
+    (tmp / "s.yaml").write_text(SWEEP)
+    (tmp / "sweep").mkdir()
+    (tmp / "sweep" / DB_NAME).write_bytes(b"this is not a database\n" * 100)
+
+
+def _truncated_store(tmp: Path) -> None:
+    db = _store(tmp, rows=400)
+    data = db.read_bytes()
+    assert len(data) > 8192, len(data)
+    db.write_bytes(data[: len(data) // 2])
+
+
+def _binary(tmp: Path, name: str) -> Path:
+    path = tmp / name
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4)
+    return path
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    setup: Callable[[Path], list[str]]
+    message: str
+    code: int = 2
+
+
+def _sweep_status(tmp: Path) -> list[str]:
+    return ["sweep", "--status", str(tmp / "sweep")]
+
+
+CASES = [
+    # smoe train: config shape and values
+    Case("config is a YAML list", _config_file(b"- model\n- train\n"), "config: "),
+    Case("config is a YAML scalar", _config_file(b"42\n"), "must be a YAML mapping"),
+    Case("config is a binary file", _config_file(b"\x89PNG\x00\xff\xfe"), "is not valid YAML"),
+    Case("config file missing", lambda t: ["train", str(t / "nope.yaml"), "--out", str(t / "out")], "not found"),
+    Case("unknown config key", lambda t: _train(t, "--set", "model.bogus=1"), "model.bogus: unknown key"),
+    Case("batch not divisible by mesh", lambda t: _train(t, "--set", "train.batch_size=7"), "train.batch_size"),
+    # smoe train: --out and resume
+    Case("--out is a file", lambda t: (t / "out").write_text("mine") and _train(t), "is a file, not a directory"),
+    Case("--out inside a file", lambda t: (t / "f").write_text("mine") and _train(t, out="f/run"), "cannot create"),
+    Case("--out not empty", lambda t: ((t / "out").mkdir(), (t / "out" / "x").write_text("x")) and _train(t),
+         "is not empty; pass --resume"),
+    Case("--resume without a run", lambda t: _train(t, "--resume"), "holds no run"),
+    Case("--resume with a changed config",
+         lambda t: (_saved_run(t), _train(t, "--resume", learning_rate=0.02))[1],
+         "train.learning_rate: 0.01 -> 0.02"),
+    Case("--resume with a damaged saved config",
+         lambda t: (_saved_run(t), (t / "out" / "config.yaml").write_bytes(b"\x00\xff garbage"), _train(t, "--resume"))[2],
+         "config.yaml is damaged"),
+    Case("--resume-from a step never saved", lambda t: (_saved_run(t), _train(t, "--resume-from", "7"))[1],
+         "no checkpoint at step 7; it has none"),
+    Case("--extend to fewer steps", lambda t: (_saved_run(t), _train(t, "--extend", "--set", "train.steps=3"))[1],
+         "train.steps=3 is below the run's 4"),
+    Case("--extend without a run", lambda t: _train(t, "--extend", "--set", "train.steps=8"), "--extend: "),
+    # smoe train: data checked before the run directory exists
+    Case("corpus with NUL bytes", _with_corpus(b"text\x00" * 4000), "looks binary"),
+    Case("corpus not UTF-8", _with_corpus(b"\x89PNG\xff\xfe" * 4000), "is not UTF-8 text"),
+    Case("val split below one eval batch", _with_corpus(_text(2_000).encode()), "one eval batch needs"),
+    Case("splits shorter than seq_len", _with_corpus(_text(2_000).encode(), seq_len=4096), "seq_len: 4096"),
+    Case("corpus path missing", lambda t: _train(t, "--set", f"data.corpus={t / 'none.txt'}"),
+         "neither an existing file"),
+    # smoe sweep: damaged stores are named and never touched
+    Case("status of a garbage store", lambda t: (_garbage_store(t), _sweep_status(t))[1], "results.sqlite is damaged"),
+    Case("status of a truncated store", lambda t: (_truncated_store(t), _sweep_status(t))[1], "is damaged"),
+    Case("export from a garbage store",
+         lambda t: (_garbage_store(t), ["sweep", "--export", str(t / "sweep"), str(t / "r.csv")])[1], "is damaged"),
+    Case("resume into a garbage store",
+         lambda t: (_garbage_store(t), ["sweep", str(t / "s.yaml"), "--out", str(t / "sweep"), "--no-progress"])[1],
+         "move it aside"),
+    Case("resume with a changed sweep config",
+         lambda t: (_store(t), (t / "s.yaml").write_text(SWEEP.replace("[1, 2]", "[1, 4]")),
+                    ["sweep", str(t / "s.yaml"), "--out", str(t / "sweep")])[2],
+         "grid.E: [1, 2] -> [1, 4]"),
+    Case("status of a missing sweep", _sweep_status, "missing results.sqlite"),
+    Case("export into a missing folder",
+         lambda t: (_store(t), ["sweep", "--export", str(t / "sweep"), str(t / "no" / "r.csv")])[1], "does not exist"),
+    Case("sweep --out is a file",
+         lambda t: ((t / "s.yaml").write_text(SWEEP), (t / "o").write_text("mine"),
+                    ["sweep", str(t / "s.yaml"), "--out", str(t / "o")])[2], "is a file"),
+    Case("quality report on a timing sweep",
+         lambda t: (_store(t, rows=2), ["quality", "report", str(t / "sweep")])[1], "lack budget, d_model, family"),
+    # theory commands
+    Case("fit on a binary file", lambda t: ["fit", str(_binary(t, "m.csv"))], "is not UTF-8 text"),
+    Case("fit-law on a binary file", lambda t: ["fit-law", str(_binary(t, "l.csv"))], "is not UTF-8 text"),
+    Case("eopt with no feasible E for a prime d",
+         lambda t: ["eopt", "--d", "1000000007", "--seq", "1024", "--alpha", "1", "--heads", "3"],
+         "check that heads divides d0"),
+    # smoe data
+    Case("data info on a binary file", lambda t: ["data", "info", str(_binary(t, "b.txt"))], "is not UTF-8 text"),
+]
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_bad_input_is_one_line_and_changes_nothing(case, tmp_path, capsys):
+    argv = case.setup(tmp_path)
+    before = _tree(tmp_path)
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == case.code, err
+    assert len(err) == 1 and err[0].startswith("smoe") and case.message in err[0], err
+    assert "None" not in err[0] and "Traceback" not in err[0]
+    assert _tree(tmp_path) == before
+
+
+
+def _interrupt_when(process: subprocess.Popen, ready: Callable[[], bool], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the command never got going"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+
+
+def _smoe(*argv: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "smoe.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_ctrl_c_in_train_is_one_line_exit_130(tmp_path):
+    argv = _train(tmp_path, steps=10_000, checkpoint_every=2, eval_every=10_000)
+    metrics = tmp_path / "out" / "metrics.jsonl"
+    process = _smoe(*argv)
+    _interrupt_when(process, lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 3)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("smoe: interrupted; resume with: smoe train ") and last.endswith(" --resume"), err
+    assert (tmp_path / "out" / "checkpoints").is_dir()
+
+
+def test_ctrl_c_in_sweep_is_one_line_exit_130_and_resumes(tmp_path):
+    config = tmp_path / "s.yaml"
+    config.write_text("name: slow\nkind: synthetic\nbase: {a: 1.0, sleep: 0.3}\ngrid:\n  E: [1, 2, 3, 4, 5, 6, 7, 8]\n")
+    out = tmp_path / "sweep"
+    process = _smoe("sweep", str(config), "--out", str(out), "--no-progress")
+    _interrupt_when(process, lambda: (out / DB_NAME).is_file() and time.sleep(0.8) is None)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("smoe: interrupted; resume with: the same `smoe sweep"), err
+    assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 0
