@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from smoe import sharding
+from smoe.config import MeshConfig
 from smoe.models import adaptive_routing as ar
 from smoe.models import reference, routing
 from smoe.models.layers import rms_norm
-from smoe.models.lm import make_model
+from smoe.models.lm import lm_loss, make_model
 from smoe.models.trunks import top_k_ffn
-from tests.models.helpers import activations, tiny
+from tests.models.helpers import activations, tiny, tokens
 
 TOL = dict(rtol=2e-4, atol=2e-5)
 
@@ -154,3 +156,33 @@ def test_fallback_tokens_take_the_dense_path_and_no_expert():
     assert 0 < fallback.sum() <= 2 * 4, "some tokens must fall back, at most the buffer of each group"
     np.testing.assert_allclose(np.asarray(fast), slow, **TOL)
     assert np.all(np.asarray(routing.experts_per_token(route))[fallback] == 0)
+
+
+def test_adaptive_model_sharded_equals_single_device():
+    """Loss, grads and the advanced router state (bias, controller) agree on every mesh layout."""
+    cfg = tiny(kind="topk", n_layers=2, n_experts=8, capacity_factor=1.0, routing="controlled", top_p=0.5,
+               k_target=1.5, k_cap=3, balance="bias", fallback_fraction=0.25, dynamic_loss_coef=1e-4)
+    model = make_model(cfg, seed=7)
+    graphdef, params, router = nnx.split(model, nnx.Param, ar.RouterState)
+
+    def loss(params, router, window_bt):
+        model = nnx.merge(graphdef, params, router)
+        value, metrics = lm_loss(model, window_bt)
+        return value, (nnx.to_pure_dict(nnx.state(model, ar.RouterState)), metrics["layer0/fallback_fraction"])
+
+    loss_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
+    window = tokens(cfg, batch=8)
+    (loss_ref, (router_ref, fallback)), grads_ref = loss_and_grad(nnx.to_pure_dict(params),
+                                                                  nnx.to_pure_dict(router), window)
+    assert float(fallback) > 0 and np.any(np.asarray(router_ref["trunk"]["blocks"][0]["router_bias_e"]) != 0)
+    assert float(router_ref["trunk"]["router_p"]) != cfg.top_p
+    for shape in [(1, 8), (2, 4)]:
+        mesh = sharding.make_mesh(MeshConfig(*shape))
+        on_mesh = lambda state: jax.device_put(nnx.to_pure_dict(state), sharding.param_shardings(state, mesh))  # noqa: E731
+        with jax.set_mesh(mesh):
+            (value, (new_router, _)), grads = loss_and_grad(on_mesh(params), on_mesh(router),
+                                                            jax.device_put(window, sharding.batch_sharding(mesh)))
+        np.testing.assert_allclose(float(value), float(loss_ref), rtol=1e-6, err_msg=f"mesh {shape}")
+        jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), new_router, router_ref)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7,
+                                                             err_msg=f"mesh {shape}"), grads, grads_ref)
