@@ -16,8 +16,6 @@ The bias and controller values are state carried outside the gradient (see `Rout
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -56,7 +54,7 @@ def select_experts(probs_gse: jax.Array, bias_e: jax.Array | None, n_choices: in
 
 
 def route_adaptive(x_gsd: jax.Array, w_router_de: jax.Array, bias_e: jax.Array | None, p: jax.Array | None,
-                   n_choices: int, capacity: int, fallback_capacity: int = 0,
+                   n_choices: int, capacity: int, fallback_rows: int = 0,
                    renormalize: bool = False) -> routing.Routing:
     """Top-p (p given) or top-k (p None, k = n_choices) routing, with optional bias and fallback.
 
@@ -68,9 +66,9 @@ def route_adaptive(x_gsd: jax.Array, w_router_de: jax.Array, bias_e: jax.Array |
     gate_gsk, expert_gsk = select_experts(probs_gse, bias_e, n_choices)
     keep_gsk = jnp.ones(gate_gsk.shape, bool) if p is None else top_p_keep(gate_gsk, p)
     fallback_gs = None
-    if fallback_capacity > 0:
+    if fallback_rows > 0:
         uncertain_gs = jnp.sum(gate_gsk, axis=-1) <= p  # rank n_choices would be kept too
-        fallback_gs = uncertain_gs & (jnp.cumsum(uncertain_gs, axis=1) <= fallback_capacity)
+        fallback_gs = uncertain_gs & (jnp.cumsum(uncertain_gs, axis=1) <= fallback_rows)
         keep_gsk = keep_gsk & ~fallback_gs[..., None]
     gate_gsk = jnp.where(keep_gsk, gate_gsk, 0.0)
     if renormalize:
@@ -80,14 +78,10 @@ def route_adaptive(x_gsd: jax.Array, w_router_de: jax.Array, bias_e: jax.Array |
     return route._replace(fallback_gs=fallback_gs)
 
 
-def fallback_capacity(tokens_per_group: int, fraction: float) -> int:
-    return math.ceil(fraction * tokens_per_group) if fraction > 0 else 0
-
-
-def fallback_dispatch(fallback_gs: jax.Array, capacity: int) -> jax.Array:
+def fallback_dispatch(fallback_gs: jax.Array, rows: int) -> jax.Array:
     """[g, s, c] one-hot of each fallback token's row in the fixed buffer (rows fill in token order)."""
     row_gs = jnp.cumsum(fallback_gs, axis=1) - 1
-    return jax.nn.one_hot(jnp.where(fallback_gs, row_gs, capacity), capacity, dtype=jnp.float32)
+    return jax.nn.one_hot(jnp.where(fallback_gs, row_gs, rows), rows, dtype=jnp.float32)
 
 
 def expert_counts(route: routing.Routing) -> jax.Array:

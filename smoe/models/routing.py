@@ -6,11 +6,12 @@ Groups are sequences, not device shards, so which tokens are dropped never depen
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from smoe.routing_flops import expert_capacity  # noqa: F401  (routing's public name for it)
 
 
 class Routing(NamedTuple):
@@ -21,10 +22,6 @@ class Routing(NamedTuple):
     assigned_gske: jax.Array  # one-hot choices before capacity, for the load statistics
     kept_gsk: jax.Array  # whether choice k of token s found a free slot
     fallback_gs: jax.Array | None = None  # tokens sent to the dense fallback path (adaptive routers only)
-
-
-def expert_capacity(tokens_per_group: int, n_experts: int, top_k: float, capacity_factor: float) -> int:
-    return max(1, math.ceil(capacity_factor * top_k * tokens_per_group / n_experts))
 
 
 def route_top_k(x_gsd: jax.Array, w_router_de: jax.Array, top_k: int, capacity: int) -> Routing:

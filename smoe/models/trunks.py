@@ -16,6 +16,7 @@ from smoe.models import adaptive_routing, routing
 from smoe.models.expert_parallel import EXPERT_AXIS, batch_local, expert_parallel
 from smoe.models.layers import INIT_STD, BlockParams, attention_sublayer, block_forward, ffn, param, rms_norm
 from smoe.models.shortening import pool_causal, upsample
+from smoe.routing_flops import fallback_rows
 
 Aux = dict
 
@@ -60,9 +61,9 @@ def route_tokens(block: TopKBlock, h_gsd: jax.Array, cfg: ModelConfig, p: jax.Ar
     if cfg.routing == "top_k" and cfg.balance != "bias":
         return batch_local(lambda w, h: routing.route_top_k(h, w, cfg.top_k, capacity), block.w_router_de[...], h_gsd)
     bias_e = block.router_bias_e[...] if cfg.balance == "bias" else None
-    fallback_capacity = adaptive_routing.fallback_capacity(h_gsd.shape[1], cfg.fallback_fraction)
+    buffer_rows = fallback_rows(h_gsd.shape[1], cfg.fallback_fraction)
     return batch_local(lambda w, h: adaptive_routing.route_adaptive(
-        h, *w, cfg.max_choices, capacity, fallback_capacity, cfg.renormalize_gates),
+        h, *w, cfg.max_choices, capacity, buffer_rows, cfg.renormalize_gates),
         (block.w_router_de[...], bias_e, p), h_gsd)
 
 
@@ -75,7 +76,7 @@ def top_k_ffn(block: TopKBlock, h_gsd: jax.Array, cfg: ModelConfig,
     y_gsd = routing.combine(y_gecd, route.combine_gsec)
     if route.fallback_gs is not None:
         buffer_gsc = adaptive_routing.fallback_dispatch(
-            route.fallback_gs, adaptive_routing.fallback_capacity(h_gsd.shape[1], cfg.fallback_fraction))
+            route.fallback_gs, fallback_rows(h_gsd.shape[1], cfg.fallback_fraction))
         x_gcd = jnp.einsum("gsd,gsc->gcd", h_gsd, buffer_gsc)
         y_gcd = ffn(x_gcd, block.w_fallback_in_df[...], block.w_fallback_out_fd[...])
         y_gsd = y_gsd + jnp.einsum("gcd,gsc->gsd", y_gcd, buffer_gsc)

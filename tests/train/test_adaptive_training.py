@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from smoe import sharding, steps
+from smoe.config import config_from_dict
 from smoe.data import load_corpus, train_batch
+from smoe.errors import UserError
 from tests.train.helpers import run_config, tiny_run
 
 TOPK = {"kind": "topk", "n_experts": 4, "top_k": 2}
@@ -42,3 +44,17 @@ def test_adaptive_options_train(shakespeare, adaptive):
         assert after["trunk"]["router_p"] > before["trunk"]["router_p"]
     if cfg.model.fallback_fraction > 0:
         assert any(metrics[f"layer{i}/fallback_fraction"] > 0 for i in range(cfg.model.n_layers))
+
+
+@pytest.mark.parametrize("model,field", [
+    ({"routing": "top_q"}, "model.routing"),
+    ({"balance": "aux"}, "model.balance"),
+    ({"routing": "top_p", "top_p": 0.0}, "model.top_p"),
+    ({"routing": "controlled", "k_target": 5.0}, "model.k_target"),
+    ({"k_cap": 9}, "model.k_cap"),
+    ({"routing": "top_p", "fallback_fraction": 0.1}, "model.fallback_fraction"),  # no k_cap: nothing falls back
+    ({"kind": "sectional", "routing": "top_p"}, "model.routing"),
+])
+def test_bad_adaptive_keys_name_the_field(model, field):
+    with pytest.raises(UserError, match=f"^{field}: "):
+        config_from_dict(tiny_run(model=TOPK | model))
