@@ -60,17 +60,21 @@ def experts_per_token(routing: Routing) -> jax.Array:
     return jnp.sum(routing.assigned_gske, axis=(2, 3))
 
 
-def expert_fraction(routing: Routing) -> jax.Array:
-    """Each expert's share of all choices, normalised by the mean realised k, so it sums to 1."""
+def expert_fraction(routing: Routing, top_k: int | None = None) -> jax.Array:
+    """Each expert's share of all choices, normalised by the mean realised k, so it sums to 1.
+
+    `top_k`: every token takes exactly this many choices (top-k routing); dividing by the static
+    value keeps the numerics of the fixed-k program, where XLA folds the constant divisor.
+    """
     chosen_e = jnp.mean(jnp.sum(routing.assigned_gske, axis=2), axis=(0, 1))
-    return chosen_e / jnp.mean(experts_per_token(routing))
+    return chosen_e / (top_k or jnp.mean(experts_per_token(routing)))
 
 
-def load_balance_loss(routing: Routing) -> jax.Array:
+def load_balance_loss(routing: Routing, top_k: int | None = None) -> jax.Array:
     """Switch loss E * sum_e f_e P_e with f scaled by 1/mean k, so balanced routing gives exactly 1 for any k."""
     n_experts = routing.probs_gse.shape[-1]
     mean_prob_e = jnp.mean(routing.probs_gse, axis=(0, 1))
-    return n_experts * jnp.sum(expert_fraction(routing) * mean_prob_e)
+    return n_experts * jnp.sum(expert_fraction(routing, top_k) * mean_prob_e)
 
 
 def router_z_loss(routing: Routing) -> jax.Array:

@@ -98,6 +98,7 @@ class TopKTrunk(nnx.Module):
         p = self.router_p[...] if cfg.routing == "controlled" else jnp.float32(cfg.top_p) if cfg.routing == "top_p" \
             else None
         balance_coef = cfg.load_balance_coef if cfg.balance == "switch" else 0.0
+        fixed_k = cfg.top_k if cfg.routing == "top_k" else None
         aux_loss = jnp.zeros((), jnp.float32)
         metrics = {}
         mean_k = []
@@ -105,7 +106,7 @@ class TopKTrunk(nnx.Module):
             x_btd = attention_sublayer(block.norm_attn_d[...], block.w_qkv_dk[...], block.w_o_dd[...], x_btd, cfg.n_heads)
             y_btd, route = top_k_ffn(block, rms_norm(x_btd, block.norm_ffn_d[...]), cfg, p)
             x_btd = x_btd + y_btd
-            balance, z = routing.load_balance_loss(route), routing.router_z_loss(route)
+            balance, z = routing.load_balance_loss(route, fixed_k), routing.router_z_loss(route)
             aux_loss = aux_loss + balance_coef * balance + cfg.router_z_coef * z
             if cfg.dynamic_loss_coef > 0:
                 aux_loss = aux_loss + cfg.dynamic_loss_coef * routing.router_entropy(route)
