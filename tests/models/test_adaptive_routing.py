@@ -1,5 +1,7 @@
 """Adaptive routers (top-p, controlled p, bias balancing, dense fallback) against loop references."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -179,9 +181,14 @@ def test_adaptive_model_sharded_equals_single_device():
     for shape in [(1, 8), (2, 4)]:
         mesh = sharding.make_mesh(MeshConfig(*shape))
         on_mesh = lambda state: jax.device_put(nnx.to_pure_dict(state), sharding.param_shardings(state, mesh))  # noqa: E731
+        args = on_mesh(params), on_mesh(router), jax.device_put(window, sharding.batch_sharding(mesh))
         with jax.set_mesh(mesh):
-            (value, (new_router, _)), grads = loss_and_grad(on_mesh(params), on_mesh(router),
-                                                            jax.device_put(window, sharding.batch_sharding(mesh)))
+            (value, (new_router, _)), grads = loss_and_grad(*args)
+            hlo = loss_and_grad.lower(*args).compile().as_text()
+        # Same pattern as top-k: 2 all-to-alls per expert stage each way; routing state and
+        # metrics are reductions, never a gather of the batch.
+        assert len(re.findall(r"\ball-to-all(?:-start)?\(", hlo)) == 4 * cfg.n_layers
+        assert not re.search(r"\ball-gather(?:-start)?\(", hlo)
         np.testing.assert_allclose(float(value), float(loss_ref), rtol=1e-6, err_msg=f"mesh {shape}")
         jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), new_router, router_ref)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7,
