@@ -91,12 +91,17 @@ class TopKTrunk(nnx.Module):
             self.router_p = adaptive_routing.router_state(cfg.top_p, ())
             self.router_p_integral = adaptive_routing.router_state(0.0, ())
 
+    def top_p_threshold(self) -> jax.Array | None:
+        """The p this forward routes with; None for top-k routing."""
+        if self.cfg.routing == "controlled":
+            return self.router_p[...]
+        return jnp.float32(self.cfg.top_p) if self.cfg.routing == "top_p" else None
+
     def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
         """Also advances the routing state (bias, controller) from this batch's routing; the train
         step keeps the advanced state, every other caller discards it."""
         cfg = self.cfg
-        p = self.router_p[...] if cfg.routing == "controlled" else jnp.float32(cfg.top_p) if cfg.routing == "top_p" \
-            else None
+        p = self.top_p_threshold()
         balance_coef = cfg.load_balance_coef if cfg.balance == "switch" else 0.0
         fixed_k = cfg.top_k if cfg.routing == "top_k" else None
         aux_loss = jnp.zeros((), jnp.float32)

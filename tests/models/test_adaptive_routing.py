@@ -180,7 +180,9 @@ def test_adaptive_model_sharded_equals_single_device():
     assert float(router_ref["trunk"]["router_p"]) != cfg.top_p
     for shape in [(1, 8), (2, 4)]:
         mesh = sharding.make_mesh(MeshConfig(*shape))
-        on_mesh = lambda state: jax.device_put(nnx.to_pure_dict(state), sharding.param_shardings(state, mesh))  # noqa: E731
+        def on_mesh(state, mesh=mesh):
+            return jax.device_put(nnx.to_pure_dict(state), sharding.param_shardings(state, mesh))
+
         args = on_mesh(params), on_mesh(router), jax.device_put(window, sharding.batch_sharding(mesh))
         with jax.set_mesh(mesh):
             (value, (new_router, _)), grads = loss_and_grad(*args)
