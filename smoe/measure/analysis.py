@@ -11,7 +11,7 @@ import re
 import jax
 
 from smoe.config import ModelConfig
-from smoe.models.routing import expert_capacity
+from smoe.routing_flops import expert_capacity, fallback_rows
 
 COLLECTIVES = ("all-to-all", "all-gather", "all-reduce", "reduce-scatter", "collective-permute")
 _COLLECTIVE_RE = re.compile(r"\b(all-to-all|all-gather|all-reduce|reduce-scatter|collective-permute)(?:-start)?\(")
@@ -67,9 +67,9 @@ def _block_terms(prefix: str, tokens: int, seq: int, width: int, d_ff: int, laye
 
 
 def _topk_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
-    t, d, e, k = cfg.seq_len, cfg.d_model, cfg.n_experts, cfg.top_k
+    t, d, e, k = cfg.seq_len, cfg.d_model, cfg.n_experts, cfg.max_choices
     tokens = batch * t
-    capacity = expert_capacity(t, e, k, cfg.capacity_factor)
+    capacity = expert_capacity(t, e, cfg.capacity_k, cfg.capacity_factor)
     attention = _block_terms("", tokens, t, d, cfg.d_ff, cfg.n_layers)
     slots = batch * e * capacity  # token slots the experts process, dropped or not
     return {
@@ -81,7 +81,18 @@ def _topk_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
         "combine": cfg.n_layers * 2.0 * tokens * e * capacity * d,
         "ffn_in": cfg.n_layers * 2.0 * slots * d * cfg.d_ff,
         "ffn_out": cfg.n_layers * 2.0 * slots * cfg.d_ff * d,
+        **_fallback_terms(cfg, batch),
     }
+
+
+def _fallback_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
+    """The adaptive routers' dense fallback: a [rows, d] buffer per sequence through a k_cap-wide FFN."""
+    rows = fallback_rows(cfg.seq_len, cfg.fallback_fraction)
+    if rows == 0:
+        return {}
+    tokens, width = batch * cfg.seq_len, cfg.max_choices * cfg.d_ff
+    return {"fallback_dispatch_combine": cfg.n_layers * 2 * 2.0 * tokens * rows * cfg.d_model,
+            "fallback_ffn": cfg.n_layers * 2 * 2.0 * batch * rows * cfg.d_model * width}
 
 
 def _sectional_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:

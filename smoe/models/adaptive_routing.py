@@ -106,7 +106,7 @@ def controller_update(p: jax.Array, integral: jax.Array, mean_k: jax.Array, k_ta
 
 
 def adaptive_metrics(route: routing.Routing) -> dict[str, jax.Array]:
-    """Per-layer mean and p95 of k, MaxVio = (max load - mean load) / mean load, fallback fraction."""
+    """Per-layer mean, p95 and histogram of k, MaxVio = (max load - mean load) / mean load, fallback fraction."""
     k_gs = routing.experts_per_token(route)
     # p95 from the histogram of k (inverted-CDF quantile): a reduction, where a sort would gather the batch.
     histogram_v = jnp.sum(jax.nn.one_hot(k_gs.astype(jnp.int32), route.assigned_gske.shape[2] + 1), axis=(0, 1))
@@ -118,4 +118,5 @@ def adaptive_metrics(route: routing.Routing) -> dict[str, jax.Array]:
         "p95_k": p95_k,
         "max_vio": (jnp.max(load_e) - jnp.mean(load_e)) / jnp.mean(load_e),
         "fallback_fraction": jnp.asarray(fallback, jnp.float32),
+        "k_histogram": histogram_v / jnp.sum(histogram_v),  # share of tokens with k = 0, 1, ..., max
     }

@@ -14,10 +14,14 @@ from smoe.models.trunks import top_k_ffn
 from tests.models.helpers import activations, tiny
 
 
-def test_top_k_slot_flops_match_the_model_flop_count():
-    cfg = tiny(kind="topk", capacity_factor=1.25)
+@pytest.mark.parametrize("adaptive", [{}, {"n_experts": 8, "routing": "top_p", "k_target": 1.5, "k_cap": 2,
+                                          "fallback_fraction": 0.25}])
+def test_slot_flops_match_the_model_flop_count(adaptive):
+    cfg = tiny(kind="topk", capacity_factor=1.25, **adaptive)
     terms = analytic_flop_terms(cfg, batch=3)
-    assert routing_flops.slot_flops(cfg, 3) == pytest.approx(terms["ffn_in"] + terms["ffn_out"])
+    expected = terms["ffn_in"] + terms["ffn_out"] + terms.get("fallback_ffn", 0.0)
+    assert routing_flops.slot_flops(cfg, 3) == pytest.approx(expected)
+    assert ("fallback_ffn" in terms) == bool(adaptive)
 
 
 def test_slot_equals_useful_when_every_slot_is_filled():
