@@ -110,6 +110,8 @@ class ModelConfig:
         _require(self.dynamic_loss_coef >= 0, "model.dynamic_loss_coef", f"must be >= 0, got {self.dynamic_loss_coef}")
         _require(0.0 <= self.fallback_fraction < 1.0, "model.fallback_fraction",
                  f"must be in [0, 1) (0 = no dense fallback), got {self.fallback_fraction}")
+        _require(not (self.renormalize_gates and self.routing == "top_k"), "model.renormalize_gates",
+                 "applies to routing top_p or controlled (top-k gates are the raw probabilities)")
         if self.fallback_fraction > 0:
             _require(self.routing != "top_k" and self.max_choices < self.n_experts, "model.fallback_fraction",
                      "a token falls back when its top-p set would exceed k_cap: set model.routing to top_p or "

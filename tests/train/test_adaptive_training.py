@@ -53,6 +53,7 @@ def test_adaptive_options_train(shakespeare, adaptive):
     ({"routing": "top_p", "top_p": 0.0}, "model.top_p"),
     ({"routing": "controlled", "k_target": 5.0}, "model.k_target"),
     ({"k_cap": 9}, "model.k_cap"),
+    ({"renormalize_gates": True}, "model.renormalize_gates"),
     ({"routing": "top_p", "fallback_fraction": 0.1}, "model.fallback_fraction"),  # no k_cap: nothing falls back
     ({"kind": "sectional", "routing": "top_p"}, "model.routing"),
 ])
