@@ -15,7 +15,7 @@ from smoe.models import reference, routing
 from smoe.models.layers import rms_norm
 from smoe.models.lm import lm_loss, make_model
 from smoe.models.trunks import top_k_ffn
-from tests.models.helpers import activations, tiny, tokens
+from tests.models.helpers import activations, lm_logits, tiny, tokens
 
 TOL = dict(rtol=2e-4, atol=2e-5)
 
@@ -195,3 +195,15 @@ def test_adaptive_model_sharded_equals_single_device():
         jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), new_router, router_ref)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7,
                                                              err_msg=f"mesh {shape}"), grads, grads_ref)
+
+
+def test_adaptive_model_with_fallback_is_causal():
+    cfg = tiny(kind="topk", n_experts=8, routing="top_p", top_p=0.6, k_cap=2, k_target=2.0, fallback_fraction=0.25,
+               capacity_factor=8.0)  # capacity never binds; the fallback buffer fills in token order
+    model = make_model(cfg, seed=6)
+    window = np.asarray(jax.random.randint(jax.random.key(1), (1, cfg.seq_len), 0, 256))
+    changed, t = window.copy(), 9
+    changed[0, t] = (changed[0, t] + 1) % 256
+    before, after = np.asarray(lm_logits(model, window)), np.asarray(lm_logits(model, changed))
+    np.testing.assert_array_equal(before[:, :t], after[:, :t])
+    assert not np.allclose(before[:, t:], after[:, t:])
