@@ -34,6 +34,8 @@ def test_adaptive_options_train(shakespeare, adaptive):
     for layer in range(cfg.model.n_layers):
         k = metrics[f"layer{layer}/mean_k"]
         assert 1.0 <= k <= cfg.model.max_choices and k <= metrics[f"layer{layer}/p95_k"] + 1e-6
+        histogram = np.asarray(metrics[f"layer{layer}/k_histogram"])
+        assert histogram.sum() == pytest.approx(1.0) and histogram @ np.arange(histogram.size) == pytest.approx(k)
         assert metrics[f"layer{layer}/max_vio"] >= 0 and 0 <= metrics[f"layer{layer}/fallback_fraction"] < 1
     after = sharding.to_host(programs.params)
     blocks = after["trunk"]["blocks"]
