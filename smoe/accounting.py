@@ -17,9 +17,15 @@ from smoe.config import ModelConfig
 TRAIN_FLOPS_PER_FORWARD = 3.0
 
 
-def expert_capacity(tokens_per_group: int, n_experts: int, top_k: int, capacity_factor: float) -> int:
-    """Token slots per expert per group in token-routed MoE (the model and this count share it)."""
+def expert_capacity(tokens_per_group: int, n_experts: int, top_k: float, capacity_factor: float) -> int:
+    """Token slots per expert per group in token-routed MoE (the model and this count share it);
+    `top_k` is the experts-per-token capacity is sized for (k_target for the adaptive routers)."""
     return max(1, math.ceil(capacity_factor * top_k * tokens_per_group / n_experts))
+
+
+def fallback_rows(tokens_per_group: int, fraction: float) -> int:
+    """Rows of the adaptive routers' dense-fallback buffer per group (sequence)."""
+    return math.ceil(fraction * tokens_per_group) if fraction > 0 else 0
 
 
 def _block_terms(prefix: str, tokens: int, seq: int, width: int, d_ff: int, layers: int) -> dict[str, float]:
@@ -43,9 +49,9 @@ def _dense_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
 
 
 def _topk_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
-    t, d, e, k = cfg.seq_len, cfg.d_model, cfg.n_experts, cfg.top_k
+    t, d, e, k = cfg.seq_len, cfg.d_model, cfg.n_experts, cfg.max_choices
     tokens = batch * t
-    capacity = expert_capacity(t, e, k, cfg.capacity_factor)
+    capacity = expert_capacity(t, e, cfg.capacity_k, cfg.capacity_factor)
     attention = _block_terms("", tokens, t, d, cfg.d_ff, cfg.n_layers)
     slots = batch * e * capacity  # token slots the experts process, dropped or not
     return {
@@ -57,7 +63,18 @@ def _topk_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
         "combine": cfg.n_layers * 2.0 * tokens * e * capacity * d,
         "ffn_in": cfg.n_layers * 2.0 * slots * d * cfg.d_ff,
         "ffn_out": cfg.n_layers * 2.0 * slots * cfg.d_ff * d,
+        **_fallback_terms(cfg, batch),
     }
+
+
+def _fallback_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
+    """The adaptive routers' dense fallback: a [rows, d] buffer per sequence through a k_cap-wide FFN."""
+    rows = fallback_rows(cfg.seq_len, cfg.fallback_fraction)
+    if rows == 0:
+        return {}
+    tokens, width = batch * cfg.seq_len, cfg.max_choices * cfg.d_ff
+    return {"fallback_dispatch_combine": cfg.n_layers * 2 * 2.0 * tokens * rows * cfg.d_model,
+            "fallback_ffn": cfg.n_layers * 2 * 2.0 * batch * rows * cfg.d_model * width}
 
 
 def _sectional_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
@@ -90,6 +107,36 @@ def analytic_flops(cfg: ModelConfig, batch: int) -> float:
 def train_flops_per_token(cfg: ModelConfig) -> float:
     """Matmul FLOPs of one training step per token: forward x 3 for the backward."""
     return TRAIN_FLOPS_PER_FORWARD * analytic_flops(cfg, 1) / cfg.seq_len
+
+
+def _expert_ffn_flops(cfg: ModelConfig) -> float:
+    return 2 * 2.0 * cfg.d_model * cfg.d_ff  # in and out projections, per token
+
+
+def _fallback_ffn_flops(cfg: ModelConfig) -> float:
+    return cfg.max_choices * _expert_ffn_flops(cfg) if cfg.fallback_fraction > 0 else 0.0
+
+
+def slot_flops(cfg: ModelConfig, batch: int) -> float:
+    """Token-routed expert stage as executed: every expert runs all `capacity` slots of every group,
+    filled or not, and the dense fallback its whole buffer (forward FLOPs over `batch` sequences)."""
+    capacity = expert_capacity(cfg.seq_len, cfg.n_experts, cfg.capacity_k, cfg.capacity_factor)
+    per_group = (cfg.n_experts * capacity * _expert_ffn_flops(cfg)
+                 + fallback_rows(cfg.seq_len, cfg.fallback_fraction) * _fallback_ffn_flops(cfg))
+    return cfg.n_layers * batch * per_group
+
+
+def useful_flops(cfg: ModelConfig, batch: int, metrics: dict) -> float:
+    """The assignments a step really made, from its per-layer metrics (layer{i}/mean_k,
+    layer{i}/fraction_dropped, layer{i}/fallback_fraction): with adaptive routing slot FLOPs are set
+    by k_target (capacity), useful FLOPs by the realised k."""
+    tokens = batch * cfg.seq_len
+    total = 0.0
+    for layer in range(cfg.n_layers):
+        kept_k = metrics[f"layer{layer}/mean_k"] * (1.0 - metrics[f"layer{layer}/fraction_dropped"])
+        fallback = metrics[f"layer{layer}/fallback_fraction"]
+        total += tokens * (kept_k * _expert_ffn_flops(cfg) + fallback * _fallback_ffn_flops(cfg))
+    return total
 
 
 def paper_cost_flops(cfg: ModelConfig, batch: int) -> dict[str, float]:
@@ -125,7 +172,8 @@ def _dense_params(cfg: ModelConfig) -> int:
 def _topk_params(cfg: ModelConfig) -> int:
     d = cfg.d_model
     attention = 2 * d + 4 * d * d
-    return cfg.n_layers * (attention + d * cfg.n_experts + cfg.n_experts * _expert_ffn_params(cfg))
+    fallback = 2 * d * cfg.max_choices * cfg.d_ff if cfg.fallback_fraction > 0 else 0
+    return cfg.n_layers * (attention + d * cfg.n_experts + cfg.n_experts * _expert_ffn_params(cfg) + fallback)
 
 
 def _sectional_params(cfg: ModelConfig) -> int:

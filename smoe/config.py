@@ -17,6 +17,8 @@ from smoe.errors import UserError
 
 MODEL_KINDS = ("dense", "topk", "sectional")
 RECOMBINE_MODES = ("none", "mix")
+ROUTINGS = ("top_k", "top_p", "controlled")
+BALANCES = ("switch", "bias", "none")
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -52,6 +54,16 @@ class ModelConfig:
     expert_heads: int = 1
     shorten: int = 1
     recombine: str = "mix"
+    # adaptive routing (issue 11); kind: topk only. k_target sizes expert capacity for top_p and
+    # controlled routing and is the controller's target; k_cap = 0 means no cap (n_experts).
+    routing: str = "top_k"
+    top_p: float = 0.4
+    k_target: float = 2.0
+    k_cap: int = 0
+    balance: str = "switch"
+    dynamic_loss_coef: float = 0.0
+    fallback_fraction: float = 0.0
+    renormalize_gates: bool = False
 
     def __post_init__(self) -> None:
         _require(self.kind in MODEL_KINDS, "model.kind", f"must be one of {MODEL_KINDS}, got {self.kind!r}")
@@ -77,6 +89,45 @@ class ModelConfig:
                      f"must divide seq_len={self.seq_len}, got {self.shorten}")
             _require(self.recombine in RECOMBINE_MODES, "model.recombine",
                      f"must be one of {RECOMBINE_MODES}, got {self.recombine!r}")
+        self._check_adaptive_routing()
+
+    def _check_adaptive_routing(self) -> None:
+        if self.kind != "topk":
+            defaults = ModelConfig.__dataclass_fields__
+            changed = [name for name in ("routing", "k_cap", "balance", "dynamic_loss_coef", "fallback_fraction",
+                                         "renormalize_gates") if getattr(self, name) != defaults[name].default]
+            _require(not changed, f"model.{changed[0] if changed else 'routing'}",
+                     "adaptive routing applies to kind: topk only; remove the key or set model.kind: topk")
+            return
+        _require(self.routing in ROUTINGS, "model.routing", f"must be one of {ROUTINGS}, got {self.routing!r}")
+        _require(self.balance in BALANCES, "model.balance", f"must be one of {BALANCES}, got {self.balance!r}")
+        _require(0.0 < self.top_p <= 1.0, "model.top_p", f"must be in (0, 1], got {self.top_p}")
+        if self.routing != "top_k":
+            _require(0.0 < self.k_target <= self.n_experts, "model.k_target",
+                     f"must be in (0, n_experts={self.n_experts}], got {self.k_target}")
+        _require(0 <= self.k_cap <= self.n_experts, "model.k_cap",
+                 f"must be in [0, n_experts={self.n_experts}] (0 = no cap), got {self.k_cap}")
+        _require(self.dynamic_loss_coef >= 0, "model.dynamic_loss_coef", f"must be >= 0, got {self.dynamic_loss_coef}")
+        _require(0.0 <= self.fallback_fraction < 1.0, "model.fallback_fraction",
+                 f"must be in [0, 1) (0 = no dense fallback), got {self.fallback_fraction}")
+        _require(not (self.renormalize_gates and self.routing == "top_k"), "model.renormalize_gates",
+                 "applies to routing top_p or controlled (top-k gates are the raw probabilities)")
+        if self.fallback_fraction > 0:
+            _require(self.routing != "top_k" and self.max_choices < self.n_experts, "model.fallback_fraction",
+                     "a token falls back when its top-p set would exceed k_cap: set model.routing to top_p or "
+                     "controlled and 0 < model.k_cap < n_experts")
+
+    @property
+    def max_choices(self) -> int:
+        """Choice columns per token: top_k, or k_cap (else every expert) for the adaptive routers."""
+        if self.routing == "top_k":
+            return self.top_k
+        return self.k_cap or self.n_experts
+
+    @property
+    def capacity_k(self) -> float:
+        """The experts-per-token that expert capacity is sized for."""
+        return self.top_k if self.routing == "top_k" else self.k_target
 
     @property
     def d_ff(self) -> int:

@@ -13,6 +13,7 @@ from jax.sharding import Mesh
 
 from smoe import sharding
 from smoe.config import RunConfig, TrainConfig
+from smoe.models.adaptive_routing import RouterState
 from smoe.models.lm import LanguageModel, lm_loss, make_model
 
 
@@ -33,7 +34,11 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
 
 @dataclass
 class Programs:
-    """Everything a run needs on the mesh: initial state, its shardings and the compiled steps."""
+    """Everything a run needs on the mesh: initial state, its shardings and the compiled steps.
+
+    `params` is the model's whole state: its nnx.Param leaves, which the optimizer trains, and any
+    RouterState leaves (balance bias, controller), which only the train step's forward advances.
+    """
 
     mesh: Mesh
     graphdef: Any
@@ -46,36 +51,51 @@ class Programs:
         return {"params": self.params, "opt_state": self.opt_state}
 
 
+def _pick(tree: dict, like: dict) -> dict:
+    """The part of nested dict `tree` at the paths of `like`."""
+    return {k: _pick(tree[k], v) if isinstance(v, dict) else tree[k] for k, v in like.items()}
+
+
+def _merge(tree: dict, other: dict) -> dict:
+    return tree | {k: _merge(tree[k], v) if isinstance(v, dict) and k in tree else v for k, v in other.items()}
+
+
 def build(cfg: RunConfig, mesh: Mesh) -> Programs:
     model: LanguageModel = make_model(cfg.model, cfg.train.seed)
-    graphdef, param_state = nnx.split(model, nnx.Param)
-    param_sh = sharding.param_shardings(param_state, mesh)
-    params = jax.device_put(nnx.to_pure_dict(param_state), param_sh)
+    graphdef, model_state = nnx.split(model)
+    param_like = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    router_like = nnx.to_pure_dict(nnx.state(model, RouterState))
+    state_sh = sharding.param_shardings(model_state, mesh)
+    params = jax.device_put(nnx.to_pure_dict(model_state), state_sh)
     tx = make_optimizer(cfg.train)
     with jax.set_mesh(mesh):
-        opt_state = jax.jit(tx.init)(params)
+        opt_state = jax.jit(tx.init)(_pick(params, param_like))
     opt_sh = jax.tree.map(lambda a: a.sharding, opt_state)
     batch_sh, repl = sharding.batch_sharding(mesh), sharding.replicated(mesh)
 
-    def loss_fn(params, window_bt):
-        return lm_loss(nnx.merge(graphdef, params), window_bt)
+    def loss_fn(params, router, window_bt):
+        model = nnx.merge(graphdef, params, router)
+        loss, metrics = lm_loss(model, window_bt)
+        return loss, (metrics, nnx.to_pure_dict(nnx.state(model, RouterState)))
 
-    def train_step(params, opt_state, window_bt):
-        (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, window_bt)
+    def train_step(state, opt_state, window_bt):
+        params, router = _pick(state, param_like), _pick(state, router_like)
+        (loss, (metrics, router)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, router, window_bt)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         grad_norm = optax.tree.norm(grads)
         # Checked on device in the same program, so the host sees whether the state it may checkpoint
         # is finite without fetching the parameters.
         params_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
-        return params, opt_state, metrics | {"loss": loss, "grad_norm": grad_norm, "params_finite": params_finite}
+        metrics = metrics | {"loss": loss, "grad_norm": grad_norm, "params_finite": params_finite}
+        return _merge(params, router), opt_state, metrics
 
-    def eval_step(params, window_bt):
-        return loss_fn(params, window_bt)[1]["ce"]
+    def eval_step(state, window_bt):
+        return loss_fn(_pick(state, param_like), _pick(state, router_like), window_bt)[1][0]["ce"]
 
-    jit_train = jax.jit(train_step, in_shardings=(param_sh, opt_sh, batch_sh),
-                        out_shardings=(param_sh, opt_sh, repl), donate_argnums=(0, 1))
-    jit_eval = jax.jit(eval_step, in_shardings=(param_sh, batch_sh), out_shardings=repl)
+    jit_train = jax.jit(train_step, in_shardings=(state_sh, opt_sh, batch_sh),
+                        out_shardings=(state_sh, opt_sh, repl), donate_argnums=(0, 1))
+    jit_eval = jax.jit(eval_step, in_shardings=(state_sh, batch_sh), out_shardings=repl)
     return Programs(mesh, graphdef, params, opt_state, _under_mesh(jit_train, mesh), _under_mesh(jit_eval, mesh))
 
 

@@ -83,28 +83,66 @@ def sectional_trunk(trunk, x_btd: np.ndarray, cfg: ModelConfig) -> np.ndarray:
     return np.stack(outputs)
 
 
+def _softmax_rows(logits: np.ndarray) -> np.ndarray:
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def _expert_outputs(h_sd, probs, choices, capacity, w_in, w_out, out_sd) -> int:
+    """Each choice round in token order takes a slot if its expert has one left; returns the drops."""
+    used, dropped = [0] * w_in.shape[0], 0
+    for k in range(max((len(c) for c in choices), default=0)):
+        for si, chosen in enumerate(choices):
+            if k >= len(chosen):
+                continue
+            e = chosen[k]
+            if used[e] < capacity:
+                used[e] += 1
+                out_sd[si] += probs[si, e] * (gelu(h_sd[si] @ w_in[e]) @ w_out[e])
+            else:
+                dropped += 1
+    return dropped
+
+
+def _weights(block_params, *names):
+    return [np.asarray(getattr(block_params, name)[...], dtype=np.float64) for name in names]
+
+
 def top_k_ffn(block_params, h_gsd: np.ndarray, cfg: ModelConfig) -> tuple[np.ndarray, float]:
-    """Token by token: each choice round in token order takes a slot if its expert has one left."""
-    w_router = np.asarray(block_params.w_router_de[...], dtype=np.float64)
-    w_in = np.asarray(block_params.w_in_edf[...], dtype=np.float64)
-    w_out = np.asarray(block_params.w_out_efd[...], dtype=np.float64)
+    w_router, w_in, w_out = _weights(block_params, "w_router_de", "w_in_edf", "w_out_efd")
     g, s, _ = h_gsd.shape
     capacity = max(1, math.ceil(cfg.capacity_factor * cfg.top_k * s / cfg.n_experts))
     out = np.zeros(h_gsd.shape)
     dropped = 0
     for gi in range(g):
         h_sd = np.asarray(h_gsd[gi], dtype=np.float64)
-        logits = h_sd @ w_router
-        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probs /= probs.sum(axis=1, keepdims=True)
+        probs = _softmax_rows(h_sd @ w_router)
         choices = [sorted(range(cfg.n_experts), key=lambda e, p=p: -p[e])[:cfg.top_k] for p in probs]
-        used = [0] * cfg.n_experts
-        for k in range(cfg.top_k):
-            for si in range(s):
-                e = choices[si][k]
-                if used[e] < capacity:
-                    used[e] += 1
-                    out[gi, si] += probs[si, e] * (gelu(h_sd[si] @ w_in[e]) @ w_out[e])
-                else:
-                    dropped += 1
+        dropped += _expert_outputs(h_sd, probs, choices, capacity, w_in, w_out, out[gi])
     return out, dropped / (g * s * cfg.top_k)
+
+
+def adaptive_ffn(block_params, h_gsd: np.ndarray, cfg: ModelConfig, p: float) -> tuple[np.ndarray, np.ndarray]:
+    """Top-p with a cap of k_cap experts; a token whose top-p set would be larger falls back to the
+    dense FFN while the group's buffer of ceil(fallback_fraction * s) rows has room."""
+    w_router, w_in, w_out, w_fb_in, w_fb_out = _weights(
+        block_params, "w_router_de", "w_in_edf", "w_out_efd", "w_fallback_in_df", "w_fallback_out_fd")
+    g, s, _ = h_gsd.shape
+    capacity = max(1, math.ceil(cfg.capacity_factor * cfg.k_target * s / cfg.n_experts))
+    buffer = math.ceil(cfg.fallback_fraction * s)
+    out, fallback = np.zeros(h_gsd.shape), np.zeros((g, s), bool)
+    for gi in range(g):
+        h_sd = np.asarray(h_gsd[gi], dtype=np.float64)
+        probs = _softmax_rows(h_sd @ w_router)
+        choices = []
+        for si, prob in enumerate(probs):
+            ranked = sorted(range(cfg.n_experts), key=lambda e, q=prob: -q[e])
+            top_p_set = [e for j, e in enumerate(ranked) if j == 0 or sum(prob[ranked[:j]]) <= p]
+            if len(top_p_set) > cfg.k_cap and fallback[gi].sum() < buffer:
+                fallback[gi, si] = True
+                out[gi, si] = gelu(h_sd[si] @ w_fb_in) @ w_fb_out
+                choices.append([])
+            else:
+                choices.append(top_p_set[:cfg.k_cap])
+        _expert_outputs(h_sd, probs, choices, capacity, w_in, w_out, out[gi])
+    return out, fallback

@@ -19,38 +19,60 @@ class Routing(NamedTuple):
     logits_gse: jax.Array
     assigned_gske: jax.Array  # one-hot choices before capacity, for the load statistics
     kept_gsk: jax.Array  # whether choice k of token s found a free slot
+    fallback_gs: jax.Array | None = None  # tokens sent to the dense fallback path (adaptive routers only)
 
 
 def route_top_k(x_gsd: jax.Array, w_router_de: jax.Array, top_k: int, capacity: int) -> Routing:
-    """Each token picks its top-k experts; slots fill choice-major, then in token order (GShard).
-
-    Filling all first choices before any second choice means a token's best expert is dropped only
-    when that expert is oversubscribed by first choices alone.
-    """
+    """Each token picks its top-k experts, gated by their router probabilities."""
     logits_gse = (x_gsd @ w_router_de).astype(jnp.float32)
     probs_gse = jax.nn.softmax(logits_gse, axis=-1)
     gate_gsk, expert_gsk = jax.lax.top_k(probs_gse, top_k)
-    n_experts = w_router_de.shape[-1]
+    return assign_slots(logits_gse, probs_gse, gate_gsk, expert_gsk, capacity)
+
+
+def assign_slots(logits_gse: jax.Array, probs_gse: jax.Array, gate_gsk: jax.Array, expert_gsk: jax.Array,
+                 capacity: int) -> Routing:
+    """Slots fill choice-major, then in token order (GShard).
+
+    Filling all first choices before any second choice means a token's best expert is dropped only
+    when that expert is oversubscribed by first choices alone. A negative expert index is a choice
+    not taken: its one-hot row is zero, so it takes no slot and counts no load.
+    """
+    n_experts = probs_gse.shape[-1]
+    top_k = expert_gsk.shape[-1]
     assigned_gske = jax.nn.one_hot(expert_gsk, n_experts, dtype=jnp.float32)
     g, s = expert_gsk.shape[:2]
     assigned_gre = assigned_gske.transpose(0, 2, 1, 3).reshape(g, top_k * s, n_experts)  # r = k-major rank
     slot_gre = jnp.cumsum(assigned_gre, axis=1) - 1.0
     slot_gske = slot_gre.reshape(g, top_k, s, n_experts).transpose(0, 2, 1, 3)
     slot_gsk = jnp.sum(slot_gske * assigned_gske, axis=-1).astype(jnp.int32)
-    kept_gsk = slot_gsk < capacity
+    kept_gsk = (slot_gsk < capacity) & (expert_gsk >= 0)
     slot_onehot_gskc = jax.nn.one_hot(jnp.where(kept_gsk, slot_gsk, capacity), capacity, dtype=jnp.float32)
     dispatch_gsec = jnp.einsum("gske,gskc->gsec", assigned_gske, slot_onehot_gskc)
     combine_gsec = jnp.einsum("gske,gskc,gsk->gsec", assigned_gske, slot_onehot_gskc, gate_gsk)
     return Routing(dispatch_gsec, combine_gsec, probs_gse, logits_gse, assigned_gske, kept_gsk)
 
 
-def load_balance_loss(routing: Routing) -> jax.Array:
-    """Switch loss E * sum_e f_e P_e with f scaled by 1/k, so perfectly balanced routing gives exactly 1."""
+def experts_per_token(routing: Routing) -> jax.Array:
+    """k_gs: how many experts each token chose (before capacity); fixed at k for top-k routing."""
+    return jnp.sum(routing.assigned_gske, axis=(2, 3))
+
+
+def expert_fraction(routing: Routing, top_k: int | None = None) -> jax.Array:
+    """Each expert's share of all choices, normalised by the mean realised k, so it sums to 1.
+
+    `top_k`: every token takes exactly this many choices (top-k routing); dividing by the static
+    value keeps the numerics of the fixed-k program, where XLA folds the constant divisor.
+    """
+    chosen_e = jnp.mean(jnp.sum(routing.assigned_gske, axis=2), axis=(0, 1))
+    return chosen_e / (top_k or jnp.mean(experts_per_token(routing)))
+
+
+def load_balance_loss(routing: Routing, top_k: int | None = None) -> jax.Array:
+    """Switch loss E * sum_e f_e P_e with f scaled by 1/mean k, so balanced routing gives exactly 1 for any k."""
     n_experts = routing.probs_gse.shape[-1]
-    top_k = routing.assigned_gske.shape[2]
-    fraction_e = jnp.mean(jnp.sum(routing.assigned_gske, axis=2), axis=(0, 1)) / top_k
     mean_prob_e = jnp.mean(routing.probs_gse, axis=(0, 1))
-    return n_experts * jnp.sum(fraction_e * mean_prob_e)
+    return n_experts * jnp.sum(expert_fraction(routing, top_k) * mean_prob_e)
 
 
 def router_z_loss(routing: Routing) -> jax.Array:
@@ -58,14 +80,17 @@ def router_z_loss(routing: Routing) -> jax.Array:
     return jnp.mean(jnp.square(jax.nn.logsumexp(routing.logits_gse, axis=-1)))
 
 
+def router_entropy(routing: Routing) -> jax.Array:
+    """Mean over tokens of H(P_t); also the dynamic loss of top-p routing."""
+    return jnp.mean(-jnp.sum(routing.probs_gse * jnp.log(routing.probs_gse + 1e-9), axis=-1))
+
+
 def routing_metrics(routing: Routing) -> dict[str, jax.Array]:
-    top_k = routing.assigned_gske.shape[2]
-    load_e = jnp.mean(jnp.sum(routing.assigned_gske, axis=2), axis=(0, 1)) / top_k
-    entropy = -jnp.sum(routing.probs_gse * jnp.log(routing.probs_gse + 1e-9), axis=-1)
+    chosen = jnp.sum(routing.assigned_gske)
     return {
-        "expert_load": load_e,
-        "fraction_dropped": 1.0 - jnp.mean(routing.kept_gsk.astype(jnp.float32)),
-        "router_entropy": jnp.mean(entropy),
+        "expert_load": expert_fraction(routing),
+        "fraction_dropped": 1.0 - jnp.sum(routing.kept_gsk.astype(jnp.float32)) / chosen,
+        "router_entropy": router_entropy(routing),
     }
 
 

@@ -12,8 +12,8 @@ import numpy as np
 from flax import nnx
 
 from smoe.config import ModelConfig
-from smoe.accounting import expert_capacity
-from smoe.models import routing
+from smoe.accounting import expert_capacity, fallback_rows
+from smoe.models import adaptive_routing, routing
 from smoe.models.expert_parallel import batch_local, expert_parallel
 from smoe.models.layers import INIT_STD, BlockParams, attention_sublayer, block_forward, ffn, param, rms_norm
 from smoe.models.partitioning import SPECS
@@ -50,33 +50,82 @@ class TopKBlock(nnx.Module):
         self.w_router_de = param(rng, (d, e), (None, None), INIT_STD)
         self.w_in_edf = param(rng, (e, d, f), SPECS.w_edf, INIT_STD)
         self.w_out_efd = param(rng, (e, f, d), SPECS.w_efd, out_std)
+        if cfg.balance == "bias":
+            self.router_bias_e = adaptive_routing.router_state(np.zeros(e), (None,))
+        if cfg.fallback_fraction > 0:  # as wide as the experts a capped token would use
+            self.w_fallback_in_df = param(rng, (d, cfg.max_choices * f), (None, None), INIT_STD)
+            self.w_fallback_out_fd = param(rng, (cfg.max_choices * f, d), (None, None), out_std)
 
 
-def top_k_ffn(block: TopKBlock, h_gsd: jax.Array, cfg: ModelConfig) -> tuple[jax.Array, routing.Routing]:
-    capacity = expert_capacity(h_gsd.shape[1], cfg.n_experts, cfg.top_k, cfg.capacity_factor)
-    route = batch_local(lambda w, h: routing.route_top_k(h, w, cfg.top_k, capacity), block.w_router_de[...], h_gsd)
+def route_tokens(block: TopKBlock, h_gsd: jax.Array, cfg: ModelConfig, p: jax.Array | None) -> routing.Routing:
+    capacity = expert_capacity(h_gsd.shape[1], cfg.n_experts, cfg.capacity_k, cfg.capacity_factor)
+    if cfg.routing == "top_k" and cfg.balance != "bias":
+        return batch_local(lambda w, h: routing.route_top_k(h, w, cfg.top_k, capacity), block.w_router_de[...], h_gsd)
+    bias_e = block.router_bias_e[...] if cfg.balance == "bias" else None
+    buffer_rows = fallback_rows(h_gsd.shape[1], cfg.fallback_fraction)
+    return batch_local(lambda w, h: adaptive_routing.route_adaptive(
+        h, *w, cfg.max_choices, capacity, buffer_rows, cfg.renormalize_gates),
+        (block.w_router_de[...], bias_e, p), h_gsd)
+
+
+def top_k_ffn(block: TopKBlock, h_gsd: jax.Array, cfg: ModelConfig,
+              p: jax.Array | None = None) -> tuple[jax.Array, routing.Routing]:
+    """The routed FFN; `p` is the top-p threshold for the adaptive routers (None for top-k)."""
+    route = route_tokens(block, h_gsd, cfg, p)
     x_gecd = routing.dispatch(h_gsd, route.dispatch_gsec)
     y_gecd = expert_parallel(lambda w, x_gcd: ffn(x_gcd, *w), (block.w_in_edf[...], block.w_out_efd[...]), x_gecd)
-    return routing.combine(y_gecd, route.combine_gsec), route
+    y_gsd = routing.combine(y_gecd, route.combine_gsec)
+    if route.fallback_gs is not None:
+        buffer_gsc = adaptive_routing.fallback_dispatch(
+            route.fallback_gs, fallback_rows(h_gsd.shape[1], cfg.fallback_fraction))
+        x_gcd = jnp.einsum("gsd,gsc->gcd", h_gsd, buffer_gsc)
+        y_gcd = ffn(x_gcd, block.w_fallback_in_df[...], block.w_fallback_out_fd[...])
+        y_gsd = y_gsd + jnp.einsum("gcd,gsc->gsd", y_gcd, buffer_gsc)
+    return y_gsd, route
 
 
 class TopKTrunk(nnx.Module):
     def __init__(self, cfg: ModelConfig, rng: np.random.Generator):
         self.cfg = cfg
         self.blocks = nnx.List([TopKBlock(cfg, rng) for _ in range(cfg.n_layers)])
+        if cfg.routing == "controlled":  # one p for all layers (DTop-p), so k may differ across depth
+            self.router_p = adaptive_routing.router_state(cfg.top_p, ())
+            self.router_p_integral = adaptive_routing.router_state(0.0, ())
+
+    def top_p_threshold(self) -> jax.Array | None:
+        """The p this forward routes with; None for top-k routing."""
+        if self.cfg.routing == "controlled":
+            return self.router_p[...]
+        return jnp.float32(self.cfg.top_p) if self.cfg.routing == "top_p" else None
 
     def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
+        """Also advances the routing state (bias, controller) from this batch's routing; the train
+        step keeps the advanced state, every other caller discards it."""
         cfg = self.cfg
+        p = self.top_p_threshold()
+        balance_coef = cfg.load_balance_coef if cfg.balance == "switch" else 0.0
+        fixed_k = cfg.top_k if cfg.routing == "top_k" else None
         aux_loss = jnp.zeros((), jnp.float32)
         metrics = {}
+        mean_k = []
         for layer, block in enumerate(self.blocks):
             x_btd = attention_sublayer(block.norm_attn_d[...], block.w_qkv_dk[...], block.w_o_dd[...], x_btd, cfg.n_heads)
-            y_btd, route = top_k_ffn(block, rms_norm(x_btd, block.norm_ffn_d[...]), cfg)
+            y_btd, route = top_k_ffn(block, rms_norm(x_btd, block.norm_ffn_d[...]), cfg, p)
             x_btd = x_btd + y_btd
-            balance, z = routing.load_balance_loss(route), routing.router_z_loss(route)
-            aux_loss = aux_loss + cfg.load_balance_coef * balance + cfg.router_z_coef * z
-            layer_metrics = routing.routing_metrics(route) | {"load_balance_loss": balance, "router_z_loss": z}
+            balance, z = routing.load_balance_loss(route, fixed_k), routing.router_z_loss(route)
+            aux_loss = aux_loss + balance_coef * balance + cfg.router_z_coef * z
+            if cfg.dynamic_loss_coef > 0:
+                aux_loss = aux_loss + cfg.dynamic_loss_coef * routing.router_entropy(route)
+            layer_metrics = (routing.routing_metrics(route) | adaptive_routing.adaptive_metrics(route)
+                             | {"load_balance_loss": balance, "router_z_loss": z})
             metrics.update({f"layer{layer}/{name}": value for name, value in layer_metrics.items()})
+            mean_k.append(layer_metrics["mean_k"])
+            if cfg.balance == "bias":
+                block.router_bias_e[...] = adaptive_routing.bias_update(block.router_bias_e[...], route)
+        if cfg.routing == "controlled":
+            metrics["router_p"] = p
+            self.router_p[...], self.router_p_integral[...] = adaptive_routing.controller_update(
+                p, self.router_p_integral[...], jnp.mean(jnp.stack(mean_k)), cfg.k_target, cfg.top_p)
         return x_btd, {"aux_loss": aux_loss, "metrics": metrics}
 
 

@@ -20,7 +20,7 @@ BATCH = 4
 
 
 def xla_forward_flops(cfg: ModelConfig) -> float:
-    graphdef, params = nnx.split(make_model(cfg, 0), nnx.Param)
+    graphdef, params = nnx.split(make_model(cfg, 0))  # all state: adaptive routers carry a bias
     window = np.zeros((BATCH, cfg.seq_len + 1), np.int32)
     forward = jax.jit(lambda p, w: lm_loss(nnx.merge(graphdef, p), w)[0])
     return xla_cost(forward.lower(nnx.to_pure_dict(params), window).compile())["xla_flops"]
@@ -29,9 +29,11 @@ def xla_forward_flops(cfg: ModelConfig) -> float:
 @pytest.mark.parametrize("cfg", [
     ModelConfig(kind="dense", d_model=64, seq_len=32, n_layers=2),
     ModelConfig(kind="topk", d_model=64, seq_len=32, n_layers=2, n_experts=4, top_k=2),
+    ModelConfig(kind="topk", d_model=64, seq_len=32, n_layers=2, n_experts=8, routing="top_p", k_target=1.5,
+                k_cap=2, balance="bias", fallback_fraction=0.25),
     ModelConfig(kind="sectional", d_model=64, seq_len=32, n_layers=3, pre_layers=1, n_experts=4, shorten=2),
     ModelConfig(kind="sectional", d_model=64, seq_len=32, n_layers=2, n_experts=2, recombine="none"),
-], ids=["dense", "topk", "sectional", "sectional-nomix"])
+], ids=["dense", "topk", "topk-adaptive", "sectional", "sectional-nomix"])
 def test_analytic_flops_match_xla_forward(cfg):
     analytic, xla = analytic_flops(cfg, BATCH), xla_forward_flops(cfg)
     assert analytic <= xla <= (1 + TOLERANCE) * analytic, (xla / analytic, analytic_flop_terms(cfg, BATCH))

@@ -40,8 +40,10 @@ def _restore_final(out, cfg):
     return state
 
 
-def test_resume_after_interruption_is_bit_identical(shakespeare, tmp_path, monkeypatch):
-    cfg = run_config(tiny_run())
+@pytest.mark.parametrize("model", [{}, {"kind": "topk", "routing": "controlled", "k_target": 1.5, "balance": "bias"}])
+def test_resume_after_interruption_is_bit_identical(shakespeare, tmp_path, monkeypatch, model):
+    """Router state (bias, controller) is part of the checkpoint, so adaptive routing resumes exactly too."""
+    cfg = run_config(tiny_run(model=model))
     train(cfg, tmp_path / "straight", progress=False)
 
     real_batch = smoe.train.train_batch
