@@ -17,6 +17,11 @@ from smoe.errors import UserError
 
 MODEL_KINDS = ("dense", "topk", "sectional")
 RECOMBINE_MODES = ("none", "mix")
+ATTENTION_KINDS = ("dense", "indexer")
+# "dense" runs the indexer for its loss but attends to every past key (the indexer warm-up stage)
+ATTENTION_MODES = ("mask", "gather", "block", "dense")
+ATTENTION_PLACES = ("all", "pre", "experts")
+TRAIN_STAGES = ("dense", "indexer_warmup", "sparse")
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -52,6 +57,14 @@ class ModelConfig:
     expert_heads: int = 1
     shorten: int = 1
     recombine: str = "mix"
+    # sparse attention (issue 15)
+    attention: str = "dense"
+    attention_topk: int = 64
+    attention_mode: str = "mask"
+    attention_block: int = 16
+    indexer_heads: int = 4
+    indexer_dim: int = 16
+    attention_in: str = "all"
 
     def __post_init__(self) -> None:
         _require(self.kind in MODEL_KINDS, "model.kind", f"must be one of {MODEL_KINDS}, got {self.kind!r}")
@@ -77,6 +90,33 @@ class ModelConfig:
                      f"must divide seq_len={self.seq_len}, got {self.shorten}")
             _require(self.recombine in RECOMBINE_MODES, "model.recombine",
                      f"must be one of {RECOMBINE_MODES}, got {self.recombine!r}")
+        self._validate_sparse_attention()
+
+    def _validate_sparse_attention(self) -> None:
+        _require(self.attention in ATTENTION_KINDS, "model.attention",
+                 f"must be one of {ATTENTION_KINDS}, got {self.attention!r}")
+        if self.attention == "dense":
+            return
+        _require(self.kind in ("dense", "sectional"), "model.attention",
+                 f"indexer attention exists for kind dense and sectional, not {self.kind!r}; use attention: dense")
+        _require(self.attention_mode in ATTENTION_MODES, "model.attention_mode",
+                 f"must be one of {ATTENTION_MODES}, got {self.attention_mode!r}")
+        _require(self.attention_in in ATTENTION_PLACES, "model.attention_in",
+                 f"must be one of {ATTENTION_PLACES}, got {self.attention_in!r}")
+        _require(self.kind == "sectional" or self.attention_in == "all", "model.attention_in",
+                 f"pre/experts name sectional stages; kind {self.kind!r} needs attention_in: all")
+        _positive(self, "model", "attention_topk", "attention_block", "indexer_heads", "indexer_dim")
+        if self.attention_mode == "block":
+            _require(self.attention_topk % self.attention_block == 0, "model.attention_topk",
+                     f"must be a multiple of attention_block={self.attention_block} in block mode, "
+                     f"got {self.attention_topk}")
+            lengths = {self.seq_len}
+            if self.kind == "sectional" and self.attention_in != "pre":
+                lengths.add(self.seq_len // self.shorten)
+            for length in lengths:
+                _require(length % self.attention_block == 0, "model.attention_block",
+                         f"must divide the attended length {length} (seq_len, or seq_len/shorten in the experts), "
+                         f"got {self.attention_block}")
 
     @property
     def d_ff(self) -> int:
@@ -132,6 +172,8 @@ class TrainConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     log_every: int = 10
+    # sparse attention (issue 15): dense pre-training, indexer warm-up (only the indexer learns), sparse training
+    stage: str = "dense"
 
     def __post_init__(self) -> None:
         _positive(self, "train", "steps", "batch_size", "learning_rate", "grad_clip", "eval_every",
@@ -139,6 +181,7 @@ class TrainConfig:
         _require(0 <= self.warmup_steps < self.steps, "train.warmup_steps",
                  f"must be in [0, steps={self.steps}), got {self.warmup_steps}")
         _require(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(self.stage in TRAIN_STAGES, "train.stage", f"must be one of {TRAIN_STAGES}, got {self.stage!r}")
 
 
 @dataclass(frozen=True)
@@ -155,6 +198,9 @@ class RunConfig:
         if self.model.kind != "dense":
             _require(self.model.n_experts % self.mesh.expert == 0, "mesh.expert",
                      f"must divide model.n_experts={self.model.n_experts}, got {self.mesh.expert}")
+        _require((self.train.stage == "dense") == (self.model.attention == "dense"), "train.stage",
+                 f"stage {self.train.stage!r} does not fit model.attention={self.model.attention!r}: stage dense "
+                 "trains attention: dense; a model with attention: indexer trains in indexer_warmup or sparse")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

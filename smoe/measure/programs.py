@@ -123,7 +123,7 @@ def _experts(built: steps.Programs, cfg: RunConfig) -> Program:
     x_besw = jax.device_put(rng.standard_normal((batch // cfg.mesh.data, local_experts, seq, width),
                                                 dtype=np.float32), device)
     heads = cfg.model.expert_heads
-    per_expert = jax.vmap(lambda w, x: expert_stack_forward(w, x, heads), in_axes=(0, 1), out_axes=1)
+    per_expert = jax.vmap(lambda w, x: expert_stack_forward((w, None), x, heads)[0], in_axes=(0, 1), out_axes=1)
     compiled = jax.jit(per_expert).lower(weights, x_besw).compile()
     return Program(compiled, lambda: compiled(weights, x_besw))
 
