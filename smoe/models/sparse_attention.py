@@ -5,7 +5,8 @@ token, weights scaled by H_I^-1/2 d_I^-1/2 as in DeepSeek's and MaxText's code),
 `lax.top_k`; the selection is shared by all attention heads. Three ways to attend to it, one result:
 `mask` (dense scores, the selection as a mask: the oracle), `gather` (only the k selected keys and
 values per query are gathered and scored: the FLOPs drop from O(t^2) to O(t k)) and `block` (queries
-in blocks of B share a selection of k/B key blocks, so the gather moves blocks instead of rows).
+in blocks of B share a selection of k/B key blocks, so the gather moves blocks instead of rows;
+NSA/MoBA-style, see `block_scores`).
 `dense` attends to every past key and only runs the indexer for its loss (the warm-up stage).
 
 The indexer reads its input through `stop_gradient` and the attention target through
@@ -88,9 +89,15 @@ def selection_mask(idx_btk: jax.Array, valid_btk: jax.Array, s: int) -> jax.Arra
 
 
 def block_scores(scores_bts: jax.Array, block: int) -> jax.Array:
-    """A key block's score for a query block: the best index score inside the tile (-inf if all future)."""
+    """Scores of key blocks for each query block: its first query's best index score in the block.
+
+    The first query is the only one every query of the block may depend on, so sharing its choice
+    stays causal; the block itself always stays selected (+inf), so each query keeps its local keys.
+    """
     b, t, s = scores_bts.shape
-    return scores_bts.reshape(b, t // block, block, s // block, block).max(axis=(2, 4))
+    c = t // block
+    tiles_bcm = scores_bts[:, ::block, :].reshape(b, c, s // block, block).max(axis=-1)
+    return jnp.where(jnp.eye(c, dtype=bool), jnp.inf, tiles_bcm)
 
 
 def select_blocks(scores_bts: jax.Array, k: int, block: int) -> tuple[jax.Array, jax.Array]:
