@@ -13,6 +13,7 @@ from jax.sharding import Mesh
 from smoe import sharding
 from smoe.config import RunConfig, TrainConfig
 from smoe.models.lm import LanguageModel, lm_loss, make_model
+from smoe.training_stages import stage_model_config, stage_optimizer
 
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
@@ -41,11 +42,11 @@ class Programs:
 
 
 def build(cfg: RunConfig, mesh: Mesh) -> Programs:
-    model: LanguageModel = make_model(cfg.model, cfg.train.seed)
+    model: LanguageModel = make_model(stage_model_config(cfg), cfg.train.seed)
     graphdef, param_state = nnx.split(model, nnx.Param)
     param_sh = sharding.param_shardings(param_state, mesh)
     params = jax.device_put(nnx.to_pure_dict(param_state), param_sh)
-    tx = make_optimizer(cfg.train)
+    tx = stage_optimizer(cfg, make_optimizer(cfg.train), params)
     with jax.set_mesh(mesh):
         opt_state = jax.jit(tx.init)(params)
     opt_sh = jax.tree.map(lambda a: a.sharding, opt_state)

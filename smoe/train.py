@@ -20,6 +20,7 @@ from smoe.config import RunConfig
 from smoe.data import bits_per_byte, eval_batches, load_corpus, train_batch
 from smoe.errors import UserError
 from smoe.run_log import MetricsLog, prepare_run_dir
+from smoe.training_stages import load_init
 
 
 class TrainingDiverged(RuntimeError):
@@ -33,13 +34,17 @@ def evaluate(programs: steps.Programs, val_tokens: np.ndarray, cfg: RunConfig) -
     return {"ce": ce, "bits_per_byte": bits_per_byte(ce)}
 
 
-def train(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = True) -> dict:
-    """Runs to cfg.train.steps; returns the last train and eval metrics."""
+def train(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
+          init_from: str | Path | None = None) -> dict:
+    """Runs to cfg.train.steps; returns the last train and eval metrics. A fresh run may start from
+    the weights of the run in `init_from` (see smoe.training_stages)."""
     out = Path(out)
     # Everything that can reject the input runs before the first byte is written.
     mesh = sharding.make_mesh(cfg.mesh)
     corpus = load_corpus(cfg.data.corpus, cfg.data.val_fraction, cfg.data.cache_dir or None)
     corpus.check_seq_len(cfg.model.seq_len)
+    if init_from is not None and not (Path(init_from) / "checkpoints").is_dir():
+        raise UserError(f"--init-from: {init_from} has no checkpoints/; pass the run directory of a finished run")
     is_main = jax.process_index() == 0
     if is_main:
         prepare_run_dir(out, cfg, resume)
@@ -53,6 +58,8 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool 
         restored = checkpoints.restore(latest, programs.state())
         programs.params, programs.opt_state = restored["params"], restored["opt_state"]
         start = latest
+    elif init_from is not None:
+        programs.params = load_init(init_from, programs.params)
     log = MetricsLog(out, start, enabled=is_main)
     tc = cfg.train
     tokens_per_step = tc.batch_size * cfg.model.seq_len

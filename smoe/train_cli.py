@@ -18,6 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override one config value; repeatable")
     parser.add_argument("--out", required=True, help="run directory: config, metrics.jsonl, tensorboard/, checkpoints/")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    parser.add_argument("--init-from", metavar="RUN_DIR",
+                        help="start from the latest weights of the run in RUN_DIR (e.g. the dense run before "
+                             "train.stage indexer_warmup or sparse); weights it lacks (indexers) start fresh")
     parser.add_argument("--processes", type=int, default=1,
                         help="start N local processes joined by jax.distributed (gloo over loopback)")
     parser.add_argument("--distributed", action="store_true",
@@ -32,6 +35,7 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
     argv = ["train", args.config, "--out", args.out]
     for override in args.set:
         argv += ["--set", override]
+    argv += ["--init-from", args.init_from] if args.init_from else []
     return argv + (["--resume"] if args.resume else []) + (["--no-progress"] if args.no_progress else [])
 
 
@@ -48,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from smoe.train import TrainingDiverged, train
 
     try:
-        result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+        result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress, init_from=args.init_from)
     except TrainingDiverged as err:
         print(f"smoe train: {err}", file=sys.stderr)
         return 3
