@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from smoe import sharding
+from smoe.config import MeshConfig
 from smoe.models import reference
 from smoe.models import sparse_attention as sa
 from smoe.models.layers import causal_attention, split_heads
-from smoe.models.lm import make_model
+from smoe.models.lm import lm_loss, make_model
 from tests.models.helpers import lm_logits, tiny, tokens
 
 TOL = dict(rtol=2e-4, atol=2e-5)
@@ -141,3 +143,22 @@ def test_sparse_model_is_causal(mode):
     before, after = (np.asarray(lm_logits(model, jnp.asarray(w))) for w in (window, changed))
     np.testing.assert_array_equal(after[:, :t], before[:, :t])
     assert not np.allclose(after[:, t:], before[:, t:]), "changing a token must change some later output"
+
+
+@pytest.mark.parametrize("mode", ["gather", "block"])
+def test_sharded_loss_and_grads_equal_single_device(mode):
+    """Sectional with indexers in the pre-expert block and in the experts (inside the shard_map)."""
+    cfg = tiny(n_layers=2, n_experts=8, expert_heads=1, attention="indexer", attention_mode=mode,
+               attention_topk=4, attention_block=4)
+    graphdef, state = nnx.split(make_model(cfg, seed=7), nnx.Param)
+    loss_and_grad = jax.value_and_grad(lambda p, w: lm_loss(nnx.merge(graphdef, p), w)[0])
+    window = tokens(cfg, batch=8)
+    loss_ref, grads_ref = jax.jit(loss_and_grad)(nnx.to_pure_dict(state), window)
+    for shape in [(1, 8), (2, 4)]:
+        mesh = sharding.make_mesh(MeshConfig(*shape))
+        params = jax.device_put(nnx.to_pure_dict(state), sharding.param_shardings(state, mesh))
+        with jax.set_mesh(mesh):
+            loss, grads = jax.jit(loss_and_grad)(params, jax.device_put(window, sharding.batch_sharding(mesh)))
+        np.testing.assert_allclose(float(loss), float(loss_ref), rtol=1e-6, err_msg=f"mesh {shape}")
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7,
+                                                             err_msg=f"mesh {shape}"), grads, grads_ref)
