@@ -21,6 +21,8 @@ ATTENTION_KINDS = ("dense", "indexer")
 # "dense" runs the indexer for its loss but attends to every past key (the indexer warm-up stage)
 ATTENTION_MODES = ("mask", "gather", "block", "dense")
 ATTENTION_PLACES = ("all", "pre", "experts")
+# what top-k selects from: the learned indexer, or a baseline with the same k
+ATTENTION_SELECTORS = ("indexer", "window", "random")
 TRAIN_STAGES = ("dense", "indexer_warmup", "sparse")
 
 
@@ -65,6 +67,8 @@ class ModelConfig:
     indexer_heads: int = 4
     indexer_dim: int = 16
     attention_in: str = "all"
+    attention_select: str = "indexer"
+    attention_sinks: int = 4
 
     def __post_init__(self) -> None:
         _require(self.kind in MODEL_KINDS, "model.kind", f"must be one of {MODEL_KINDS}, got {self.kind!r}")
@@ -106,6 +110,11 @@ class ModelConfig:
         _require(self.kind == "sectional" or self.attention_in == "all", "model.attention_in",
                  f"pre/experts name sectional stages; kind {self.kind!r} needs attention_in: all")
         _positive(self, "model", "attention_topk", "attention_block", "indexer_heads", "indexer_dim")
+        _require(self.attention_select in ATTENTION_SELECTORS, "model.attention_select",
+                 f"must be one of {ATTENTION_SELECTORS}, got {self.attention_select!r}")
+        _require(0 <= self.attention_sinks < self.attention_topk, "model.attention_sinks",
+                 f"must be in [0, attention_topk={self.attention_topk}) so the window keeps the query itself, "
+                 f"got {self.attention_sinks}")
         if self.attention_mode == "block":
             _require(self.attention_topk % self.attention_block == 0, "model.attention_topk",
                      f"must be a multiple of attention_block={self.attention_block} in block mode, "

@@ -8,6 +8,8 @@ values per query are gathered and scored: the FLOPs drop from O(t^2) to O(t k)) 
 in blocks of B share a selection of k/B key blocks, so the gather moves blocks instead of rows;
 NSA/MoBA-style, see `block_scores`).
 `dense` attends to every past key and only runs the indexer for its loss (the warm-up stage).
+Baselines with the same k replace the indexer's choice (`select`): a sliding window plus attention
+sinks, or a fixed random pattern; `indexer_recall` then measures the baseline's selection.
 
 The indexer reads its input through `stop_gradient` and the attention target through
 `stop_gradient`, and the selection enters the main attention only as integer indices, so the LM
@@ -38,13 +40,16 @@ class SparseSpec:
     block: int
     heads: int
     dim: int
+    select: str = "indexer"
+    sinks: int = 0
 
 
 def sparse_spec(cfg: ModelConfig, place: str) -> SparseSpec | None:
     """The spec for blocks at `place` ("dense" model, sectional "pre" or "experts"), None where attention is dense."""
     if cfg.attention != "indexer" or cfg.attention_in not in ("all", place):
         return None
-    return SparseSpec(cfg.attention_topk, cfg.attention_mode, cfg.attention_block, cfg.indexer_heads, cfg.indexer_dim)
+    return SparseSpec(cfg.attention_topk, cfg.attention_mode, cfg.attention_block, cfg.indexer_heads, cfg.indexer_dim,
+                      cfg.attention_select, cfg.attention_sinks)
 
 
 class IndexerWeights(NamedTuple):
@@ -74,6 +79,29 @@ def indexer_scores(h_btd: jax.Array, iw: IndexerWeights, heads: int, dim: int) -
     logits_btsh = jax.nn.relu(jnp.einsum("bthj,bsj->btsh", q_bthj, k_bsj))
     scores_bts = jnp.einsum("btsh,bth->bts", logits_btsh, w_bth)
     return jnp.where(jnp.tril(jnp.ones((t, t), dtype=bool)), scores_bts, -jnp.inf)
+
+
+def window_scores(t: int, sinks: int) -> jax.Array:
+    """Baseline selection scores: the first `sinks` tokens first, then the most recent (a sliding window)."""
+    query_t, key_s = jnp.arange(t)[:, None], jnp.arange(t)[None, :]
+    recency_ts = jnp.where(key_s < sinks, jnp.inf, (key_s - query_t).astype(jnp.float32))
+    return jnp.where(key_s <= query_t, recency_ts, -jnp.inf)
+
+
+def random_scores(t: int, seed: int = 0) -> jax.Array:
+    """Baseline selection scores: a fixed random choice among the past, always keeping the query itself."""
+    noise_ts = jax.random.uniform(jax.random.key(seed), (t, t))
+    noise_ts = jnp.where(jnp.eye(t, dtype=bool), jnp.inf, noise_ts)
+    return jnp.where(jnp.tril(jnp.ones((t, t), dtype=bool)), noise_ts, -jnp.inf)
+
+
+def selection_scores(scores_bts: jax.Array, spec: SparseSpec) -> jax.Array:
+    """What top-k picks from: the indexer's scores, or a baseline pattern with the same k."""
+    if spec.select == "window":
+        return jnp.broadcast_to(window_scores(scores_bts.shape[1], spec.sinks), scores_bts.shape)
+    if spec.select == "random":
+        return jnp.broadcast_to(random_scores(scores_bts.shape[1]), scores_bts.shape)
+    return scores_bts
 
 
 def select_topk(scores_bts: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
@@ -181,8 +209,9 @@ def indexed_attention(h_btd: jax.Array, w_qkv_dk: jax.Array, w_o_dd: jax.Array, 
     b, t, d = h_btd.shape
     q_bthk, k_bthk, v_bthk = split_heads(h_btd, w_qkv_dk, n_heads)
     scores_bts = indexer_scores(lax.stop_gradient(h_btd), iw, spec.heads, spec.dim)
+    chooser_bts = selection_scores(scores_bts, spec)
     if spec.mode == "block":
-        idx_bcn, valid_bcn = select_blocks(scores_bts, spec.topk, spec.block)
+        idx_bcn, valid_bcn = select_blocks(chooser_bts, spec.topk, spec.block)
         out_bthk, probs, allowed, key_pos_bcm = attend_block(q_bthk, k_bthk, v_bthk, idx_bcn, valid_bcn, spec.block)
         c = t // spec.block
         scores_bcqm = jnp.take_along_axis(scores_bts.reshape(b, c, spec.block, t),
@@ -190,7 +219,7 @@ def indexed_attention(h_btd: jax.Array, w_qkv_dk: jax.Array, w_o_dd: jax.Array, 
         kl = indexer_kl(probs, scores_bcqm, allowed)
         selected_bts = block_selection_mask(idx_bcn, valid_bcn, spec.block, t)
     else:
-        idx_btk, valid_btk = select_topk(scores_bts, spec.topk)
+        idx_btk, valid_btk = select_topk(chooser_bts, spec.topk)
         selected_bts = selection_mask(idx_btk, valid_btk, t)
         if spec.mode == "gather":
             out_bthk, probs = attend_gather(q_bthk, k_bthk, v_bthk, idx_btk, valid_btk)

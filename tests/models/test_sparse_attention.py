@@ -162,3 +162,36 @@ def test_sharded_loss_and_grads_equal_single_device(mode):
         np.testing.assert_allclose(float(loss), float(loss_ref), rtol=1e-6, err_msg=f"mesh {shape}")
         jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7,
                                                              err_msg=f"mesh {shape}"), grads, grads_ref)
+
+
+def _selected_sets(scores_ts, k):
+    idx, valid = sa.select_topk(scores_ts[None], k)
+    return [set(np.asarray(i)[np.asarray(v)].tolist()) for i, v in zip(idx[0], valid[0])]
+
+
+@pytest.mark.parametrize("k,sinks", [(4, 1), (6, 2), (3, 0)])
+def test_window_baseline_selects_the_sinks_and_the_most_recent_keys(k, sinks):
+    for t, chosen in enumerate(_selected_sets(sa.window_scores(T, sinks), k)):
+        sink_set = set(range(min(sinks, t + 1)))
+        later = [s for s in range(sinks, t + 1)]
+        recent = later[len(later) - (min(k, t + 1) - len(sink_set)):]
+        assert chosen == sink_set | set(recent), (t, chosen)
+
+
+def test_random_baseline_selects_k_distinct_past_keys_including_the_query():
+    for t, chosen in enumerate(_selected_sets(sa.random_scores(T), 5)):
+        assert len(chosen) == min(5, t + 1) and t in chosen and max(chosen) <= t
+
+
+@pytest.mark.parametrize("select", ["window", "random"])
+def test_baselines_run_in_every_mode_and_gather_equals_mask(select):
+    h, w_qkv, w_o, iw = _inputs(seed=5)
+    spec = lambda mode: dataclasses.replace(_spec(mode, 8), select=select, sinks=2)  # noqa: E731
+    mask_out, mask_stats = _attend(h, w_qkv, w_o, iw, HEADS, spec("mask"))
+    gather_out, gather_stats = _attend(h, w_qkv, w_o, iw, HEADS, spec("gather"))
+    np.testing.assert_allclose(np.asarray(gather_out), np.asarray(mask_out), **TOL)
+    np.testing.assert_allclose(np.asarray(gather_stats["recall"]), np.asarray(mask_stats["recall"]), rtol=1e-6)
+    block_out, _ = _attend(h, w_qkv, w_o, iw, HEADS, spec("block"))
+    assert np.all(np.isfinite(np.asarray(block_out)))
+    indexer_out, _ = _attend(h, w_qkv, w_o, iw, HEADS, _spec("mask", 8))
+    assert not np.allclose(np.asarray(mask_out), np.asarray(indexer_out))  # the baseline really chose differently

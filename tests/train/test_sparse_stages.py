@@ -103,6 +103,8 @@ def test_init_from_rejects_a_different_model(shakespeare, tmp_path):
      "model.attention_block"),
     (SPARSE_MODEL | {"kind": "dense", "attention_in": "pre"}, {"stage": "sparse"}, "model.attention_in"),
     (SPARSE_MODEL | {"kind": "topk"}, {"stage": "sparse"}, "model.attention"),
+    (SPARSE_MODEL | {"attention_select": "oracle"}, {"stage": "sparse"}, "model.attention_select"),
+    (SPARSE_MODEL | {"attention_select": "window", "attention_sinks": 8}, {"stage": "sparse"}, "model.attention_sinks"),
 ])
 def test_bad_sparse_attention_config_names_the_key(model, train_section, key):
     with pytest.raises(UserError, match=f"^{key}:"):
