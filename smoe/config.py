@@ -112,7 +112,8 @@ class ModelConfig:
         _positive(self, "model", "attention_topk", "attention_block", "indexer_heads", "indexer_dim")
         _require(self.attention_select in ATTENTION_SELECTORS, "model.attention_select",
                  f"must be one of {ATTENTION_SELECTORS}, got {self.attention_select!r}")
-        _require(0 <= self.attention_sinks < self.attention_topk, "model.attention_sinks",
+        _require(self.attention_select != "window" or 0 <= self.attention_sinks < self.attention_topk,
+                 "model.attention_sinks",
                  f"must be in [0, attention_topk={self.attention_topk}) so the window keeps the query itself, "
                  f"got {self.attention_sinks}")
         if self.attention_mode == "block":
