@@ -188,7 +188,9 @@ def indexer_kl(probs_bh_k: jax.Array, scores_b_k: jax.Array, allowed_b_k: jax.Ar
     p = lax.stop_gradient(jnp.mean(probs_bh_k, axis=1))
     p = p / jnp.sum(p, axis=-1, keepdims=True)
     log_q = jax.nn.log_softmax(jnp.where(allowed_b_k, scores_b_k, -jnp.inf), axis=-1)
-    terms = jnp.where(allowed_b_k & (p > 0), p * (jnp.log(jnp.where(p > 0, p, 1.0)) - jnp.where(allowed_b_k, log_q, 0.0)), 0.0)
+    # 0 log 0 = 0, and masked entries are never evaluated at -inf (their gradient would be NaN)
+    log_ratio = jnp.log(jnp.where(p > 0, p, 1.0)) - jnp.where(allowed_b_k, log_q, 0.0)
+    terms = jnp.where(allowed_b_k & (p > 0), p * log_ratio, 0.0)
     per_query = jnp.sum(terms, axis=-1)
     return jnp.mean(per_query.reshape(per_query.shape[0], -1), axis=-1)
 

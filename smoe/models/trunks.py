@@ -32,8 +32,8 @@ def run_blocks(blocks, indexers, x_btd: jax.Array, n_heads: int, spec, first_lay
         if indexers is None:
             x_btd = block_forward(block.weights(), x_btd, n_heads)
         else:
-            x_btd, stats[first_layer + i] = indexed_block_forward(block.weights(), indexers[i].weights(), x_btd,
-                                                                  n_heads, spec)
+            iw = indexers[i].weights()
+            x_btd, stats[first_layer + i] = indexed_block_forward(block.weights(), iw, x_btd, n_heads, spec)
     return x_btd, stats
 
 
@@ -127,7 +127,8 @@ class SectionalTrunk(nnx.Module):
         self.pre_spec, self.expert_spec = sparse_spec(cfg, "pre"), sparse_spec(cfg, "experts")
         self.pre_indexers = indexer_stack(cfg, "pre", cfg.pre_layers, cfg.d_model, rng)
         self.expert_indexers = indexer_stack(cfg, "experts", cfg.expert_layers, width, rng,
-                                             lead_shape=(cfg.n_experts, cfg.expert_layers), lead_axes=(EXPERT_AXIS, None))
+                                             lead_shape=(cfg.n_experts, cfg.expert_layers),
+                                             lead_axes=(EXPERT_AXIS, None))
 
     def pre_expert(self, x_btd: jax.Array) -> jax.Array:
         return run_blocks(self.pre_blocks, self.pre_indexers, x_btd, self.cfg.n_heads, self.pre_spec)[0]
@@ -140,9 +141,8 @@ class SectionalTrunk(nnx.Module):
         slices_besw = short_bsd.reshape(b, s, cfg.n_experts, cfg.expert_width).transpose(0, 2, 1, 3)
         expert_weights = (self.experts.weights(),
                           None if self.expert_indexers is None else self.expert_indexers.weights())
-        out_besw, expert_stats = expert_parallel(lambda w, x: expert_stack_forward(w, x, cfg.expert_heads,
-                                                                                   self.expert_spec),
-                                                 expert_weights, slices_besw)
+        per_expert = lambda w, x: expert_stack_forward(w, x, cfg.expert_heads, self.expert_spec)  # noqa: E731
+        out_besw, expert_stats = expert_parallel(per_expert, expert_weights, slices_besw)
         # per-expert stats come back as [b, e]; a layer's number counts the pre-expert blocks
         stats |= {cfg.pre_layers + i: layer_stats for i, layer_stats in enumerate(expert_stats)}
         delta_bsd = out_besw.transpose(0, 2, 1, 3).reshape(b, s, d) - short_bsd

@@ -42,7 +42,8 @@ def test_attended_keys():
 
 def test_only_the_configured_places_change():
     cfg = tiny(attention="indexer", attention_in="experts")
-    assert sparse_attention_terms(cfg, 1) and all(name.startswith("experts_") for name in sparse_attention_terms(cfg, 1))
+    terms = sparse_attention_terms(cfg, 1)
+    assert terms and all(name.startswith("experts_") for name in terms)
     assert sparse_attention_terms(tiny(), 1) == {}
 
 
