@@ -19,6 +19,13 @@ MODEL_KINDS = ("dense", "topk", "sectional")
 RECOMBINE_MODES = ("none", "mix")
 ROUTINGS = ("top_k", "top_p", "controlled")
 BALANCES = ("switch", "bias", "none")
+ATTENTION_KINDS = ("dense", "indexer")
+# "dense" runs the indexer for its loss but attends to every past key (the indexer warm-up stage)
+ATTENTION_MODES = ("mask", "gather", "block", "dense")
+ATTENTION_PLACES = ("all", "pre", "experts")
+# what top-k selects from: the learned indexer, or a baseline with the same k
+ATTENTION_SELECTORS = ("indexer", "window", "random")
+TRAIN_STAGES = ("dense", "indexer_warmup", "sparse")
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -64,6 +71,16 @@ class ModelConfig:
     dynamic_loss_coef: float = 0.0
     fallback_fraction: float = 0.0
     renormalize_gates: bool = False
+    # sparse attention (issue 15)
+    attention: str = "dense"
+    attention_topk: int = 64
+    attention_mode: str = "mask"
+    attention_block: int = 16
+    indexer_heads: int = 4
+    indexer_dim: int = 16
+    attention_in: str = "all"
+    attention_select: str = "indexer"
+    attention_sinks: int = 4
 
     def __post_init__(self) -> None:
         _require(self.kind in MODEL_KINDS, "model.kind", f"must be one of {MODEL_KINDS}, got {self.kind!r}")
@@ -90,6 +107,7 @@ class ModelConfig:
             _require(self.recombine in RECOMBINE_MODES, "model.recombine",
                      f"must be one of {RECOMBINE_MODES}, got {self.recombine!r}")
         self._check_adaptive_routing()
+        self._validate_sparse_attention()
 
     def _check_adaptive_routing(self) -> None:
         if self.kind != "topk":
@@ -128,6 +146,38 @@ class ModelConfig:
     def capacity_k(self) -> float:
         """The experts-per-token that expert capacity is sized for."""
         return self.top_k if self.routing == "top_k" else self.k_target
+
+    def _validate_sparse_attention(self) -> None:
+        _require(self.attention in ATTENTION_KINDS, "model.attention",
+                 f"must be one of {ATTENTION_KINDS}, got {self.attention!r}")
+        if self.attention == "dense":
+            return
+        _require(self.kind in ("dense", "sectional"), "model.attention",
+                 f"indexer attention exists for kind dense and sectional, not {self.kind!r}; use attention: dense")
+        _require(self.attention_mode in ATTENTION_MODES, "model.attention_mode",
+                 f"must be one of {ATTENTION_MODES}, got {self.attention_mode!r}")
+        _require(self.attention_in in ATTENTION_PLACES, "model.attention_in",
+                 f"must be one of {ATTENTION_PLACES}, got {self.attention_in!r}")
+        _require(self.kind == "sectional" or self.attention_in == "all", "model.attention_in",
+                 f"pre/experts name sectional stages; kind {self.kind!r} needs attention_in: all")
+        _positive(self, "model", "attention_topk", "attention_block", "indexer_heads", "indexer_dim")
+        _require(self.attention_select in ATTENTION_SELECTORS, "model.attention_select",
+                 f"must be one of {ATTENTION_SELECTORS}, got {self.attention_select!r}")
+        _require(self.attention_select != "window" or 0 <= self.attention_sinks < self.attention_topk,
+                 "model.attention_sinks",
+                 f"must be in [0, attention_topk={self.attention_topk}) so the window keeps the query itself, "
+                 f"got {self.attention_sinks}")
+        if self.attention_mode == "block":
+            _require(self.attention_topk % self.attention_block == 0, "model.attention_topk",
+                     f"must be a multiple of attention_block={self.attention_block} in block mode, "
+                     f"got {self.attention_topk}")
+            lengths = {self.seq_len}
+            if self.kind == "sectional" and self.attention_in != "pre":
+                lengths.add(self.seq_len // self.shorten)
+            for length in lengths:
+                _require(length % self.attention_block == 0, "model.attention_block",
+                         f"must divide the attended length {length} (seq_len, or seq_len/shorten in the experts), "
+                         f"got {self.attention_block}")
 
     @property
     def d_ff(self) -> int:
@@ -186,6 +236,8 @@ class TrainConfig:
     # Length of the warmup+cosine schedule; 0 means `steps`. `smoe train --extend` pins it to the
     # original horizon so the steps already taken keep their learning rates (see README).
     decay_steps: int = 0
+    # sparse attention (issue 15): dense pre-training, indexer warm-up (only the indexer learns), sparse training
+    stage: str = "dense"
 
     def __post_init__(self) -> None:
         _positive(self, "train", "steps", "batch_size", "learning_rate", "grad_clip", "eval_every",
@@ -193,6 +245,7 @@ class TrainConfig:
         _require(0 <= self.warmup_steps < self.steps, "train.warmup_steps",
                  f"must be in [0, steps={self.steps}), got {self.warmup_steps}")
         _require(self.weight_decay >= 0, "train.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(self.stage in TRAIN_STAGES, "train.stage", f"must be one of {TRAIN_STAGES}, got {self.stage!r}")
         _require(self.decay_steps == 0 or self.warmup_steps < self.decay_steps <= self.steps, "train.decay_steps",
                  f"must be 0 (= steps) or in (warmup_steps={self.warmup_steps}, steps={self.steps}], "
                  f"got {self.decay_steps}")
@@ -216,6 +269,9 @@ class RunConfig:
         if self.model.kind != "dense":
             _require(self.model.n_experts % self.mesh.expert == 0, "mesh.expert",
                      f"must divide model.n_experts={self.model.n_experts}, got {self.mesh.expert}")
+        _require((self.train.stage == "dense") == (self.model.attention == "dense"), "train.stage",
+                 f"stage {self.train.stage!r} does not fit model.attention={self.model.attention!r}: stage dense "
+                 "trains attention: dense; a model with attention: indexer trains in indexer_warmup or sparse")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

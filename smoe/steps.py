@@ -15,6 +15,7 @@ from smoe import sharding
 from smoe.config import RunConfig, TrainConfig
 from smoe.models.adaptive_routing import RouterState
 from smoe.models.lm import LanguageModel, lm_loss, make_model
+from smoe.training_stages import stage_model_config, stage_optimizer
 
 
 def learning_rate(cfg: TrainConfig) -> optax.Schedule:
@@ -61,13 +62,13 @@ def _merge(tree: dict, other: dict) -> dict:
 
 
 def build(cfg: RunConfig, mesh: Mesh) -> Programs:
-    model: LanguageModel = make_model(cfg.model, cfg.train.seed)
+    model: LanguageModel = make_model(stage_model_config(cfg), cfg.train.seed)
     graphdef, model_state = nnx.split(model)
     param_like = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     router_like = nnx.to_pure_dict(nnx.state(model, RouterState))
     state_sh = sharding.param_shardings(model_state, mesh)
     params = jax.device_put(nnx.to_pure_dict(model_state), state_sh)
-    tx = make_optimizer(cfg.train)
+    tx = stage_optimizer(cfg, make_optimizer(cfg.train), param_like)
     with jax.set_mesh(mesh):
         opt_state = jax.jit(tx.init)(_pick(params, param_like))
     opt_sh = jax.tree.map(lambda a: a.sharding, opt_state)

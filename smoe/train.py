@@ -22,6 +22,7 @@ from smoe.config import RunConfig
 from smoe.data import bits_per_byte, eval_batches, load_corpus, train_batch
 from smoe.errors import UserError
 from smoe.run_log import MetricsLog, prepare_run_dir, write_config
+from smoe.training_stages import load_init
 
 
 class TrainingDiverged(RuntimeError):
@@ -72,17 +73,20 @@ def check_data(corpus, cfg: RunConfig) -> None:
 
 
 def train(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
-          resume_from: int | None = None, extend: bool = False) -> dict:
+          resume_from: int | None = None, extend: bool = False, init_from: str | Path | None = None) -> dict:
     """Runs to cfg.train.steps; returns the last train and eval metrics.
 
     `resume_from` restores that checkpoint instead of the latest (and drops later ones); `extend`
-    resumes a run with a larger train.steps, keeping its learning-rate schedule (prepare_run_dir)."""
+    resumes a run with a larger train.steps, keeping its learning-rate schedule (prepare_run_dir). A
+    fresh run may start from the weights of the run in `init_from` (see smoe.training_stages)."""
     out = Path(out)
     resume = resume or extend or resume_from is not None
     # Everything that can reject the input runs before the first byte is written.
     mesh = sharding.make_mesh(cfg.mesh)
     corpus = load_corpus(cfg.data.corpus, cfg.data.val_fraction, cfg.data.cache_dir or None)
     check_data(corpus, cfg)
+    if init_from is not None and not (Path(init_from) / "checkpoints").is_dir():
+        raise UserError(f"--init-from: {init_from} has no checkpoints/; pass the run directory of a finished run")
     is_main = jax.process_index() == 0
     cfg = prepare_run_dir(out, cfg, resume, extend, write=is_main)
     start = _start_step(Checkpoints.saved_steps(out / "checkpoints"), cfg, out, resume_from) if resume else 0
@@ -90,6 +94,8 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool 
     programs = steps.build(cfg, mesh)
     if start:
         _restore(checkpoints, programs, start)
+    elif init_from is not None:
+        programs.params = load_init(init_from, programs.params)
     if extend and is_main:
         write_config(out, cfg)
     log = MetricsLog(out, start, enabled=is_main)

@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--extend", action="store_true",
                         help="continue a run to a larger --set train.steps=N; the learning-rate schedule "
                              "keeps its original length and the extra steps run at its final rate")
+    parser.add_argument("--init-from", metavar="RUN_DIR",
+                        help="start from the latest weights of the run in RUN_DIR (e.g. the dense run before "
+                             "train.stage indexer_warmup or sparse); weights it lacks (indexers) start fresh")
     parser.add_argument("--processes", type=int, default=1,
                         help="start N local processes joined by jax.distributed (gloo over loopback)")
     parser.add_argument("--distributed", action="store_true",
@@ -44,6 +47,7 @@ def _worker_argv(args: argparse.Namespace) -> list[str]:
     argv = ["train", args.config, "--out", args.out]
     for override in args.set:
         argv += ["--set", override]
+    argv += ["--init-from", args.init_from] if args.init_from else []
     if args.resume_from is not None:
         argv += ["--resume-from", str(args.resume_from)]
     flags = [flag for flag, given in (("--resume", args.resume), ("--extend", args.extend),
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress,
-                       resume_from=args.resume_from, extend=args.extend)
+                       resume_from=args.resume_from, extend=args.extend, init_from=args.init_from)
     except TrainingDiverged as err:
         print(f"smoe: error: {err}", file=sys.stderr)
         return 3

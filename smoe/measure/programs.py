@@ -116,10 +116,11 @@ def _experts(built: steps.Programs, cfg: RunConfig) -> Program:
     model = nnx.merge(built.graphdef, built.params)
     weights = jax.tree.map(lambda a: jax.device_put(
         0.02 * rng.standard_normal((local_experts, *a.shape[1:]), dtype=np.float32), device),
-        model.trunk.experts.weights())
+        model.trunk.expert_weights())
     x_besw = jax.device_put(rng.standard_normal((batch // cfg.mesh.data, local_experts, seq, width),
                                                 dtype=np.float32), device)
-    compiled = jax.jit(per_expert(model.trunk.expert_fn)).lower(weights, x_besw).compile()
+    expert_fn = lambda w, x: model.trunk.expert_fn(w, x)[0]  # noqa: E731  (its output, not its stats)
+    compiled = jax.jit(per_expert(expert_fn)).lower(weights, x_besw).compile()
     return Program(compiled, lambda: compiled(weights, x_besw))
 
 

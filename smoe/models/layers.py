@@ -30,15 +30,24 @@ def rms_norm(x_btd: jax.Array, scale_d: jax.Array, eps: float = 1e-6) -> jax.Arr
     return x_btd * jax.lax.rsqrt(variance + eps) * scale_d
 
 
+def split_heads(x_btd: jax.Array, w_qkv_dk: jax.Array, n_heads: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    b, t, d = x_btd.shape
+    qkv = (x_btd @ w_qkv_dk).reshape(b, t, 3, n_heads, d // n_heads)
+    return qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+
+
+def attention_probs(q_bqhk: jax.Array, k_bshk: jax.Array, allowed_qs: jax.Array) -> jax.Array:
+    """Softmax of scaled q.k over the keys `allowed_qs` (broadcast against [b, h, q, s]) lets through."""
+    head_dim = q_bqhk.shape[-1]
+    scores_bhqs = jnp.einsum("bqhk,bshk->bhqs", q_bqhk, k_bshk) / jnp.sqrt(head_dim).astype(q_bqhk.dtype)
+    scores_bhqs = jnp.where(allowed_qs, scores_bhqs, jnp.finfo(scores_bhqs.dtype).min)
+    return jax.nn.softmax(scores_bhqs, axis=-1)
+
+
 def causal_attention(x_btd: jax.Array, w_qkv_dk: jax.Array, w_o_dd: jax.Array, n_heads: int) -> jax.Array:
     b, t, d = x_btd.shape
-    head_dim = d // n_heads
-    qkv = (x_btd @ w_qkv_dk).reshape(b, t, 3, n_heads, head_dim)
-    q_bthk, k_bthk, v_bthk = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    scores_bhqs = jnp.einsum("bqhk,bshk->bhqs", q_bthk, k_bthk) / jnp.sqrt(head_dim).astype(x_btd.dtype)
-    causal_qs = jnp.tril(jnp.ones((t, t), dtype=bool))
-    scores_bhqs = jnp.where(causal_qs, scores_bhqs, jnp.finfo(scores_bhqs.dtype).min)
-    probs_bhqs = jax.nn.softmax(scores_bhqs, axis=-1)
+    q_bthk, k_bthk, v_bthk = split_heads(x_btd, w_qkv_dk, n_heads)
+    probs_bhqs = attention_probs(q_bthk, k_bthk, jnp.tril(jnp.ones((t, t), dtype=bool)))
     out_bthk = jnp.einsum("bhqs,bshk->bqhk", probs_bhqs, v_bthk)
     return out_bthk.reshape(b, t, d) @ w_o_dd
 

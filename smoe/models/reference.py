@@ -26,7 +26,8 @@ def gelu(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
-def attention(x_td: np.ndarray, w_qkv: np.ndarray, w_o: np.ndarray, n_heads: int) -> np.ndarray:
+def attention(x_td: np.ndarray, w_qkv: np.ndarray, w_o: np.ndarray, n_heads: int, keys=None) -> np.ndarray:
+    """`keys[i]`, if given, lists the past positions query i may attend to (sparse attention)."""
     t, d = x_td.shape
     hd = d // n_heads
     out = np.zeros((t, d))
@@ -36,11 +37,26 @@ def attention(x_td: np.ndarray, w_qkv: np.ndarray, w_o: np.ndarray, n_heads: int
         k = x_td @ w_qkv[:, d:2 * d][:, cols]
         v = x_td @ w_qkv[:, 2 * d:][:, cols]
         for i in range(t):
-            scores = np.array([q[i] @ k[j] / math.sqrt(hd) for j in range(i + 1)])
+            attended = list(range(i + 1)) if keys is None else sorted(keys[i])
+            scores = np.array([q[i] @ k[j] / math.sqrt(hd) for j in attended])
             p = np.exp(scores - scores.max())
             p /= p.sum()
-            out[i, cols] = sum(p[j] * v[j] for j in range(i + 1))
+            out[i, cols] = sum(pj * v[j] for pj, j in zip(p, attended))
     return out @ w_o
+
+
+def indexer_scores(x_td: np.ndarray, w_q: np.ndarray, w_k: np.ndarray, w_w: np.ndarray, heads: int, dim: int):
+    """I[t, s] = sum_j w[t, j] relu(q[t, j] . k[s]) for s <= t (weights scaled by (H_I d_I)^-1/2), -inf after."""
+    x_td, w_q, w_k, w_w = (np.asarray(a, dtype=np.float64) for a in (x_td, w_q, w_k, w_w))
+    t = x_td.shape[0]
+    out = np.full((t, t), -np.inf)
+    for i in range(t):
+        weights = x_td[i] @ w_w / math.sqrt(heads * dim)
+        for s in range(i + 1):
+            key = x_td[s] @ w_k
+            out[i, s] = sum(weights[j] * max(0.0, float(x_td[i] @ w_q[:, j * dim:(j + 1) * dim] @ key))
+                            for j in range(heads))
+    return out
 
 
 def block(weights, x_td: np.ndarray, n_heads: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from smoe.models.expert_parallel import batch_local, expert_parallel
 from smoe.models.layers import INIT_STD, BlockParams, attention_sublayer, block_forward, ffn, param, rms_norm
 from smoe.models.partitioning import SPECS
 from smoe.models.shortening import pool_causal, upsample
+from smoe.models.sparse_attention import indexed_block_forward, indexer_stack, sparse_aux, sparse_spec
 
 Aux = dict
 
@@ -26,15 +27,28 @@ def _no_aux() -> Aux:
     return {"aux_loss": jnp.zeros((), jnp.float32), "metrics": {}}
 
 
+def run_blocks(blocks, indexers, x_btd: jax.Array, n_heads: int, spec, first_layer: int = 0):
+    """Full-width blocks in order; with indexers (model.attention: indexer) also their per-layer stats."""
+    stats = {}
+    for i, block in enumerate(blocks):
+        if indexers is None:
+            x_btd = block_forward(block.weights(), x_btd, n_heads)
+        else:
+            iw = indexers[i].weights()
+            x_btd, stats[first_layer + i] = indexed_block_forward(block.weights(), iw, x_btd, n_heads, spec)
+    return x_btd, stats
+
+
 class DenseTrunk(nnx.Module):
     def __init__(self, cfg: ModelConfig, rng: np.random.Generator):
         self.n_heads = cfg.n_heads
         self.blocks = nnx.List([BlockParams(cfg.d_model, cfg.d_ff, cfg.n_layers, rng) for _ in range(cfg.n_layers)])
+        self.spec = sparse_spec(cfg, "dense")
+        self.indexers = indexer_stack(cfg, "dense", cfg.n_layers, cfg.d_model, rng)
 
     def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
-        for block in self.blocks:
-            x_btd = block_forward(block.weights(), x_btd, self.n_heads)
-        return x_btd, _no_aux()
+        x_btd, stats = run_blocks(self.blocks, self.indexers, x_btd, self.n_heads, self.spec)
+        return x_btd, sparse_aux(stats) if stats else _no_aux()
 
 
 class TopKBlock(nnx.Module):
@@ -129,11 +143,20 @@ class TopKTrunk(nnx.Module):
         return x_btd, {"aux_loss": aux_loss, "metrics": metrics}
 
 
-def expert_stack_forward(w_layers, x_btd: jax.Array, n_heads: int) -> jax.Array:
-    """One expert's layers on its own slice; weights carry a leading layer axis."""
-    for layer in range(w_layers.w_qkv_dk.shape[0]):
-        x_btd = block_forward(jax.tree.map(lambda a, i=layer: a[i], w_layers), x_btd, n_heads)
-    return x_btd
+def expert_stack_forward(w_layers, x_btd: jax.Array, n_heads: int, spec=None) -> tuple[jax.Array, list]:
+    """One expert's layers on its own slice; weights (block weights, indexer weights or None) carry a
+    leading layer axis. Returns the slice and, with indexers, each layer's stats."""
+    w_blocks, w_indexers = w_layers
+    stats = []
+    for layer in range(w_blocks.w_qkv_dk.shape[0]):
+        w = jax.tree.map(lambda a, i=layer: a[i], w_blocks)
+        if w_indexers is None:
+            x_btd = block_forward(w, x_btd, n_heads)
+        else:
+            iw = jax.tree.map(lambda a, i=layer: a[i], w_indexers)
+            x_btd, layer_stats = indexed_block_forward(w, iw, x_btd, n_heads, spec)
+            stats.append(layer_stats)
+    return x_btd, stats
 
 
 class SectionalTrunk(nnx.Module):
@@ -152,33 +175,44 @@ class SectionalTrunk(nnx.Module):
                                    lead_shape=(cfg.n_experts, cfg.expert_layers), lead_axes=SPECS.w_el)
         if cfg.recombine == "mix":
             self.w_mix_dd = param(rng, (cfg.d_model, cfg.d_model), (None, None), INIT_STD)
+        self.pre_spec, self.expert_spec = sparse_spec(cfg, "pre"), sparse_spec(cfg, "experts")
+        self.pre_indexers = indexer_stack(cfg, "pre", cfg.pre_layers, cfg.d_model, rng)
+        self.expert_indexers = indexer_stack(cfg, "experts", cfg.expert_layers, width, rng,
+                                             lead_shape=(cfg.n_experts, cfg.expert_layers),
+                                             lead_axes=SPECS.w_el)
 
     def pre_expert(self, x_btd: jax.Array) -> jax.Array:
-        for block in self.pre_blocks:
-            x_btd = block_forward(block.weights(), x_btd, self.cfg.n_heads)
-        return x_btd
+        return run_blocks(self.pre_blocks, self.pre_indexers, x_btd, self.cfg.n_heads, self.pre_spec)[0]
 
-    def expert_input(self, x_btd: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """Everything before the expert stage: (full-length stream, shortened stream, its E slices)."""
+    def expert_input(self, x_btd: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, dict]:
+        """Everything before the expert stage: (full-length stream, shortened stream, its E slices,
+        the pre-expert blocks' indexer stats)."""
         cfg = self.cfg
-        x_btd = self.pre_expert(x_btd)
+        x_btd, stats = run_blocks(self.pre_blocks, self.pre_indexers, x_btd, cfg.n_heads, self.pre_spec)
         short_bsd = pool_causal(x_btd, cfg.shorten)
         b, s, _ = short_bsd.shape
-        return x_btd, short_bsd, short_bsd.reshape(b, s, cfg.n_experts, cfg.expert_width).transpose(0, 2, 1, 3)
+        slices_besw = short_bsd.reshape(b, s, cfg.n_experts, cfg.expert_width).transpose(0, 2, 1, 3)
+        return x_btd, short_bsd, slices_besw, stats
 
-    def expert_fn(self, w_layers, x_btd: jax.Array) -> jax.Array:
-        """One expert's work on its slice; `expert_parallel` runs it for every expert."""
-        return expert_stack_forward(w_layers, x_btd, self.cfg.expert_heads)
+    def expert_weights(self):
+        """What `expert_fn` takes per expert: its block stack and its indexers (None without)."""
+        return self.experts.weights(), None if self.expert_indexers is None else self.expert_indexers.weights()
+
+    def expert_fn(self, w, x_btd: jax.Array) -> tuple[jax.Array, list]:
+        """One expert's work on its slice, and its indexer stats; `expert_parallel` runs it for every expert."""
+        return expert_stack_forward(w, x_btd, self.cfg.expert_heads, self.expert_spec)
 
     def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
         cfg = self.cfg
-        x_btd, short_bsd, slices_besw = self.expert_input(x_btd)
-        out_besw = expert_parallel(self.expert_fn, self.experts.weights(), slices_besw)
+        x_btd, short_bsd, slices_besw, stats = self.expert_input(x_btd)
+        out_besw, expert_stats = expert_parallel(self.expert_fn, self.expert_weights(), slices_besw)
+        # per-expert stats come back as [b, e]; a layer's number counts the pre-expert blocks
+        stats |= {cfg.pre_layers + i: layer_stats for i, layer_stats in enumerate(expert_stats)}
         b, s, d = short_bsd.shape
         delta_bsd = out_besw.transpose(0, 2, 1, 3).reshape(b, s, d) - short_bsd
         if cfg.recombine == "mix":
             delta_bsd = delta_bsd @ self.w_mix_dd[...]
-        return x_btd + upsample(delta_bsd, cfg.shorten), _no_aux()
+        return x_btd + upsample(delta_bsd, cfg.shorten), sparse_aux(stats) if stats else _no_aux()
 
 
 TRUNKS = {"dense": DenseTrunk, "topk": TopKTrunk, "sectional": SectionalTrunk}
