@@ -181,9 +181,6 @@ class SectionalTrunk(nnx.Module):
                                              lead_shape=(cfg.n_experts, cfg.expert_layers),
                                              lead_axes=SPECS.w_el)
 
-    def pre_expert(self, x_btd: jax.Array) -> jax.Array:
-        return run_blocks(self.pre_blocks, self.pre_indexers, x_btd, self.cfg.n_heads, self.pre_spec)[0]
-
     def expert_input(self, x_btd: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, dict]:
         """Everything before the expert stage: (full-length stream, shortened stream, its E slices,
         the pre-expert blocks' indexer stats)."""
