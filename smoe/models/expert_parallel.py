@@ -49,14 +49,15 @@ def expert_parallel(expert_fn: Callable[[Any, jax.Array], jax.Array], weights_e:
         return exchange_out(per_expert(expert_fn)(w_local, exchange_in(x_local)))
 
     weight_specs = jax.tree.map(lambda _: P(EXPERT_AXIS), weights_e)
-    act = SPECS.pspec("act_besw")
-    return jax.shard_map(local, in_specs=(weight_specs, act), out_specs=act)(weights_e, x_be)
+    # A batch-axis prefix spec, so expert_fn may also return per-expert statistics of any rank.
+    batch = SPECS.pspec("batch")
+    return jax.shard_map(local, in_specs=(weight_specs, batch), out_specs=batch)(weights_e, x_be)
 
 
 def exchange(x_be: jax.Array) -> jax.Array:
     """The expert stage's two all-to-alls with no compute between them (needs a mesh in context)."""
-    act = SPECS.pspec("act_besw")
-    return jax.shard_map(lambda x: exchange_out(exchange_in(x)), in_specs=act, out_specs=act)(x_be)
+    batch = SPECS.pspec("batch")
+    return jax.shard_map(lambda x: exchange_out(exchange_in(x)), in_specs=batch, out_specs=batch)(x_be)
 
 
 def batch_local(fn: Callable[[Any, jax.Array], Any], weights: Any, x_b: jax.Array) -> Any:

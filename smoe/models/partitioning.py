@@ -20,8 +20,7 @@ MESH_AXES = (DATA_AXIS, EXPERT_AXIS)
 
 @dataclass(frozen=True)
 class Specs:
-    batch: tuple = (MESH_AXES,)  # any batch-major array: tokens_bt, act_btd, ...
-    act_besw: tuple = (MESH_AXES, None, None, None)  # expert-major buffer [batch, expert, ...]
+    batch: tuple = (MESH_AXES,)  # any batch-major array: tokens_bt, act_btd, expert-major x_besw, ...
     w_edf: tuple = (EXPERT_AXIS, None, None)
     w_efd: tuple = (EXPERT_AXIS, None, None)
     w_el: tuple = (EXPERT_AXIS, None)  # leading [expert, layer] axes of stacked expert blocks
