@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smoe.atomic import atomic_path
 from smoe.quality.report import Setting, best_per_label, expert_settings, iso_flop_labels
 
 CLARK_PARAMETERS = 4
@@ -32,7 +33,7 @@ def clark_groups(all_settings: list[Setting]) -> dict[tuple, list[Setting]]:
 
 def write_clark_csv(settings: list[Setting], path: Path) -> None:
     """N = total parameters, E, loss = seed-mean final val CE (nats): the columns `smoe fit-law` reads."""
-    with path.open("w", newline="") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["N", "E", "loss", "d_model"])
         for s in settings:
