@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 import yaml
 
@@ -319,3 +320,36 @@ def test_ctrl_c_in_sweep_is_one_line_exit_130_and_resumes(tmp_path):
     assert len(lines) == 1 and lines[0].startswith(f"smoe: interrupted; resume with: smoe sweep {config} --out {out} ("), err
     assert "points kept in" in lines[0], err
     assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 0
+
+
+def test_export_replaces_an_existing_file_only_with_force(tmp_path, capsys):
+    _store(tmp_path, rows=2)
+    target = _file(tmp_path, "r.csv")
+    assert main(["sweep", "--export", str(tmp_path / "sweep"), str(target)]) == 2
+    assert target.read_text() == "mine\n"
+    assert main(["sweep", "--export", str(tmp_path / "sweep"), str(target), "--force"]) == 0
+    assert target.read_text().splitlines()[0].startswith("point,") and len(target.read_text().splitlines()) == 3
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
+
+
+def test_fit_law_reads_the_committed_chinchilla_file_with_columns():
+    from theory.law_data import load_chinchilla_reference, load_law_csv, parse_columns
+
+    mapped = load_law_csv(Path(__file__).parents[1] / "theory/data/chinchilla_svg_extracted.csv", ("N", "D"),
+                          parse_columns("N=Model Size,C=Training FLOP"))
+    reference = load_chinchilla_reference()  # the same columns, minus its 5 highest-loss outliers
+    assert mapped["N"].size == reference["N"].size + 5
+    for column in ("N", "D", "loss"):
+        assert set(reference[column].tolist()) <= set(mapped[column].tolist()), column
+
+
+def test_fit_law_warns_in_one_line(tmp_path, capsys):
+    # 11 points within 1% in N and D cannot separate the terms (tests/theory/test_loss_laws.py).
+    rng = np.random.default_rng(0)
+    rows = zip(1e8 * (1 + 0.01 * rng.random(11)), 2e9 * (1 + 0.01 * rng.random(11)), 3.0 + 0.01 * rng.random(11))
+    path = _file(tmp_path, "law.csv", "N,D,loss\n" + "".join(f"{n},{d},{loss}\n" for n, d, loss in rows))
+    assert main(["fit-law", str(path), "--bootstrap", "20", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    (line,) = captured.err.strip().splitlines()
+    assert line.startswith("smoe: warning: fit-law: chinchilla fit is underdetermined") and line.endswith("skipped")
+    assert "intervals n/a: the fit is underdetermined" in captured.out

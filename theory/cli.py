@@ -80,7 +80,10 @@ def _run_eopt(args: argparse.Namespace) -> int:
 
 
 def fmt_ci(ci) -> str:
-    return "n/a" if ci is None else f"[{ci[0]:.4g}, {ci[1]:.4g}]"
+    """An interval; a JSON null bound is +inf (an E_opt interval that reaches "more experts always faster")."""
+    if ci is None:
+        return "n/a"
+    return "[" + ", ".join("inf" if bound is None else f"{bound:.4g}" for bound in ci) + "]"
 
 
 def _run_fit_law(args: argparse.Namespace) -> int:

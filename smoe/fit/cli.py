@@ -123,8 +123,9 @@ def _run_file(args: argparse.Namespace) -> int:
           f"(of {', '.join(result['laws'])}; paired={str(result['paired']).lower()})")
     for name, value in result["coefficients"].items():
         print(f"  {name:>7} = {value:.4e}  CI {fmt_ci(cis.get(name))}")
-    print(f"E_opt = {e_opt_text(result['e_opt'])}  CI {fmt_ci(result['e_opt_ci'])}  "
-          f"best integer = {result['e_opt_integer']}")
+    best = result["e_opt_integer"]
+    print(f"E_opt = {e_opt_text(result['e_opt'])}  CI {fmt_ci(result['e_opt_ci'])}  best integer = "
+          + (str(best) if best is not None else "n/a (no finite E_opt; --d D0 picks among the divisors of D0)"))
     for name, law in result["laws"].items():
         print(f"  law {name:>9}: leave-one-E-out error {100 * law['cv_error']:.2f}%  AICc {_num(law['aicc'])}  "
               f"E_opt {_num(law['e_opt'])}")
