@@ -359,3 +359,16 @@ def test_fit_law_warns_in_one_line(tmp_path, capsys, monkeypatch):
     (line,) = captured.err.strip().splitlines()
     assert line.startswith("smoe: warning: fit-law: chinchilla fit is underdetermined") and line.endswith("skipped")
     assert "intervals n/a: the fit is underdetermined" in captured.out
+
+
+def test_ctrl_c_of_a_stateless_command_is_one_line_naming_the_rerun(tmp_path, capsys, monkeypatch):
+    from smoe.measure import cli as measure_cli
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(measure_cli, "load_points", interrupt)
+    config = _file(tmp_path, "m.yaml", "E: 2\n")
+    assert main(["measure", str(config), "--set", "E=4"]) == 130
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == f"smoe: interrupted; resume with: smoe measure {config} --set E=4 (nothing was half-written)"

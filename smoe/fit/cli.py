@@ -3,8 +3,8 @@
 A file (CSV or JSON lines of E, seconds[, component]) is one series; so is one program's column of a
 `smoe measure`/`smoe sweep --export` CSV (`--program NAME` reads E and NAME.samples_s, one setting at a
 time). A `smoe sweep` DIR is fitted group by group (smoe/fit/sweep.py) and gets fit.json and fit.png.
-Both forms read the data by one rule (READING_RULE). Choices are validated by theory (one InputError
-line, exit 2), not argparse.
+Both forms read the data by one rule (READING_RULE, shown in --help). Choices are validated by theory
+(one InputError line, exit 2), not argparse.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import textwrap
 from pathlib import Path
 
 from theory.cli import fmt_ci
@@ -19,6 +20,11 @@ from theory.cost_fit import BASES
 from theory.errors import InputError
 from theory.overhead_laws import OVERHEAD_CHOICES
 
+FORMS = (
+    "FILE: a CSV with E and seconds columns (and optionally component), JSON lines of the same, or with "
+    "--program NAME a `smoe measure` / `smoe sweep --export` CSV: one series, printed (--json: one object). "
+    "DIR: a `smoe sweep` directory: every setting and program is fitted, DIR/fit.json and DIR/fit.png are "
+    "(re)written.")
 READING_RULE = (
     "Both forms read the data one way: the basis (--regime) is `work` when every record says backend=cpu "
     "(emulated devices share the same cores, so time follows total work), else `parallel` (a CSV without a "
@@ -29,7 +35,7 @@ READING_RULE = (
 
 def register(subparsers) -> None:
     fit = subparsers.add_parser("fit", help="fit S(E) with each overhead law to measured seconds(E); verdict on E_opt",
-                                description=__doc__ + "\n" + READING_RULE,
+                                description="\n\n".join(textwrap.fill(text, 100) for text in (FORMS, READING_RULE)),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     fit.add_argument("measurements", help="CSV (header with E, seconds), JSON lines, a `smoe measure` CSV with "
                                           "--program, or a `smoe sweep` DIR (writes DIR/fit.json and DIR/fit.png)")
