@@ -216,11 +216,13 @@ CASES = [
          "pick a column with --program ['train_step']"),
     Case("fit --program that is not in the file", lambda t: ["fit", str(_measure_csv(t)), "--program", "forward"],
          "no E and forward.samples_s columns; programs in this file: ['train_step']"),
-    Case("fit --program over two settings", lambda t: ["fit", str(_measure_csv(t, (64, 128))), "--program", "train_step"],
+    Case("fit --program over two settings",
+         lambda t: ["fit", str(_measure_csv(t, (64, 128))), "--program", "train_step"],
          "records hold components ['d=128', 'd=64']; choose one with --component"),
     Case("fit --program on a sweep DIR", lambda t: (_store(t), ["fit", str(t / "sweep"), "--program", "train_step"])[1],
          "--program and --component read a file"),
-    Case("fit --overhead unknown", lambda t: ["fit", str(_measure_csv(t)), "--program", "train_step", "--overhead", "x"],
+    Case("fit --overhead unknown",
+         lambda t: ["fit", str(_measure_csv(t)), "--program", "train_step", "--overhead", "x"],
          "--overhead must be one of"),
     # smoe fit-law
     Case("fit-law on a binary file", lambda t: ["fit-law", str(_binary(t, "l.csv"))], "is not UTF-8 text"),
@@ -229,7 +231,8 @@ CASES = [
     Case("fit-law --columns without =", lambda t: ["fit-law", str(_file(t, "l.csv")), "--columns", "N"],
          "--columns: 'N' must look like NAME=HEADER"),
     Case("fit-law --columns with a name of another form",
-         lambda t: ["fit-law", str(_file(t, "l.csv")), "--columns", "G=granularity"], "'G' is not a column of this form"),
+         lambda t: ["fit-law", str(_file(t, "l.csv")), "--columns", "G=granularity"],
+         "'G' is not a column of this form"),
     # smoe eopt
     Case("eopt with no feasible E for a prime d",
          lambda t: ["eopt", "--d", "1000000007", "--seq", "1024", "--alpha", "1", "--heads", "3"],
@@ -245,7 +248,8 @@ CASES = [
     Case("quality report --out is a file",
          lambda t: (_train_store(t), ["quality", "report", str(t / "sweep"), "--out", str(_file(t, "f"))])[1],
          "is a file, not a directory"),
-    Case("quality report of a missing sweep", lambda t: ["quality", "report", str(t / "none")], "missing results.sqlite"),
+    Case("quality report of a missing sweep", lambda t: ["quality", "report", str(t / "none")],
+         "missing results.sqlite"),
     # smoe data
     Case("data info on a binary file", lambda t: ["data", "info", str(_binary(t, "b.txt"))], "is not UTF-8 text"),
     Case("data info on a missing path", lambda t: ["data", "info", str(t / "none.txt")], "neither an existing file"),
@@ -318,7 +322,8 @@ def test_ctrl_c_in_sweep_is_one_line_exit_130_and_resumes(tmp_path):
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"smoe: interrupted; resume with: smoe sweep {config} --out {out} ("), err
+    resume = f"smoe: interrupted; resume with: smoe sweep {config} --out {out} ("
+    assert len(lines) == 1 and lines[0].startswith(resume), err
     assert "points kept in" in lines[0], err
     assert main(["sweep", str(config), "--out", str(out), "--no-progress"]) == 0
 

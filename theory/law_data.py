@@ -68,7 +68,8 @@ def load_law_csv(path: str | Path, features: tuple[str, ...], columns: dict[str,
     except UnicodeDecodeError:
         raise InputError(f"law data {str(path)!r} is not UTF-8 text (a binary file?); give a CSV file") from None
     from_compute = "C" in columns and "D" not in columns
-    names = [name for name in (*features, "loss") if not (from_compute and name == "D")] + (["C"] if from_compute else [])
+    names = [name for name in (*features, "loss") if not (from_compute and name == "D")]
+    names += ["C"] if from_compute else []
     headers = {name: columns.get(name, name) for name in names}
     read = _read_columns(text, path.name, list(headers.values()))
     data = {name: read[header] for name, header in headers.items()}

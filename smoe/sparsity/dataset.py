@@ -58,7 +58,8 @@ def check_out(out: Path, force: bool) -> None:
     if not out.exists() or not any(out.iterdir()):
         return
     if not force:
-        raise UserError(f"--out: {out} is not empty; pass --force to replace the output there, or choose a new directory")
+        raise UserError(f"--out: {out} is not empty; pass --force to replace the output there, or choose a new "
+                        "directory")
     if not (out / META_NAME).is_file():
         raise UserError(f"--out: {out} holds files that `smoe sparsity` did not write; --force replaces only its "
                         f"own output; choose a new directory")
