@@ -280,7 +280,7 @@ def test_bad_input_is_one_line_and_changes_nothing(case, tmp_path, capsys):
     code = main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == case.code, err
-    assert len(err) == 1 and err[0].startswith("smoe") and case.message in err[0], err
+    assert len(err) == 1 and err[0].startswith("smoe: error: ") and case.message in err[0], err
     assert "None" not in err[0] and "Traceback" not in err[0]
     assert _tree(tmp_path) == before
 

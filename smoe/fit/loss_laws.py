@@ -40,7 +40,7 @@ def write_clark_csv(settings: list[Setting], path: Path) -> None:
             writer.writerow([s.runs[0]["params_total"], s.n_experts, s.mean("val_ce"), s.d_model])
 
 
-def fit_clark_group(settings: list[Setting], bootstrap: int) -> dict:
+def fit_clark_group(settings: list[Setting], bootstrap: int, progress: bool = True) -> dict:
     from theory import fit_clark
 
     if len(settings) <= CLARK_PARAMETERS:
@@ -48,7 +48,7 @@ def fit_clark_group(settings: list[Setting], bootstrap: int) -> dict:
                 "reason": f"Clark's law has {CLARK_PARAMETERS} parameters; "
                           f"{len(settings)} (N, E) settings cannot determine it"}
     fit = fit_clark([s.runs[0]["params_total"] for s in settings], [s.n_experts for s in settings],
-                    [s.mean("val_ce") for s in settings], bootstrap=bootstrap)
+                    [s.mean("val_ce") for s in settings], bootstrap=bootstrap, progress=progress)
     return {"fitted": True, **fit.to_json()}
 
 

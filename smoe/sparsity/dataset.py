@@ -30,7 +30,7 @@ def collect(run_dir: Path, out: Path, criterion: str, windows: int, batch: int =
         raise UserError(f"--criterion: must be one of {CRITERIA}, got {criterion!r}")
     if windows < 2 * batch:
         raise UserError(f"--windows: need at least {2 * batch} (two batches) to fit and score a predictor, got {windows}")
-    check_out(out, force)
+    check_out(out, force, (DATA_NAME, META_NAME))
     cfg, net, spec = load_net(run_dir)
     corpus = load_text(cfg)
     at = prompt_position(cfg)
@@ -51,8 +51,9 @@ def collect(run_dir: Path, out: Path, criterion: str, windows: int, batch: int =
     return meta
 
 
-def check_out(out: Path, force: bool) -> None:
-    """Before any work: --out is a new or empty directory, or (with --force) a previous output of ours."""
+def check_out(out: Path, force: bool, own: tuple[str, ...]) -> None:
+    """Before any work: --out is a new or empty directory, or (with --force) one holding only the files
+    `own` that this command writes."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} is a file; choose a new directory")
     if not out.exists() or not any(out.iterdir()):
@@ -60,7 +61,7 @@ def check_out(out: Path, force: bool) -> None:
     if not force:
         raise UserError(f"--out: {out} is not empty; pass --force to replace the output there, or choose a new "
                         "directory")
-    if not (out / META_NAME).is_file():
+    if not {path.name for path in out.iterdir()} <= set(own):
         raise UserError(f"--out: {out} holds files that `smoe sparsity` did not write; --force replaces only its "
                         f"own output; choose a new directory")
 

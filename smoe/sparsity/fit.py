@@ -36,7 +36,7 @@ def fit(run_dir: Path, data_dir: Path, predictor: str, out: Path, hidden: int | 
         raise UserError(f"--predictor: must be one of {PREDICTORS}, got {predictor!r}")
     if epochs < 1:
         raise UserError(f"--epochs: must be >= 1, got {epochs}")
-    dataset.check_out(out, force)
+    dataset.check_out(out, force, (PARAMS_NAME, META_NAME))
     cfg = load_config(run_dir)
     layout = layout_for(cfg.model)
     arrays, data_meta = dataset.load(data_dir)

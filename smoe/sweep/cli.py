@@ -13,7 +13,7 @@ from smoe.errors import UserError, interrupted
 from smoe.sweep.kinds import kind_for
 from smoe.sweep.runner import run_sweep
 from smoe.sweep.spec import expand, load_spec, point_key
-from smoe.sweep.store import ResultStore
+from smoe.sweep.store import DB_NAME, ResultStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,8 +61,10 @@ def _run(config: Path, out: str | None, progress: bool, dry_run: bool = False) -
     try:
         status = run_sweep(spec, out, lambda point: kind.run(parsed[point_key(point)]), progress=progress)
     except KeyboardInterrupt:
-        with ResultStore(out, create=False) as store:
-            done = store.status()["done"]
+        done = 0
+        if (Path(out) / DB_NAME).is_file():  # Ctrl-C may come before the store exists
+            with ResultStore(out, create=False) as store:
+                done = store.status()["done"]
         # Re-running the same command skips the done points and redoes the one cut off.
         interrupted(f"smoe sweep {shlex.quote(str(config))} --out {shlex.quote(out)}",
                     f"{done}/{len(parsed)} points kept in {out}")
