@@ -13,7 +13,12 @@ class UserError(Exception):
     """Bad input from the user: a config key, a value, a path. The message names the field and the fix."""
 
 
-def interrupted(resume_command: str) -> NoReturn:
-    """One line instead of a KeyboardInterrupt traceback; everything committed so far is kept."""
-    print(f"smoe: interrupted; resume with: {resume_command}", file=sys.stderr)
-    raise SystemExit(INTERRUPTED_EXIT)
+def report_interrupt(resume_command: str, kept: str = "") -> int:
+    """One line instead of a KeyboardInterrupt traceback; returns the exit code."""
+    print(f"smoe: interrupted; resume with: {resume_command}{f' ({kept})' if kept else ''}", file=sys.stderr)
+    return INTERRUPTED_EXIT
+
+
+def interrupted(resume_command: str, kept: str = "") -> NoReturn:
+    """Ends the command on Ctrl-C; everything committed so far is kept."""
+    raise SystemExit(report_interrupt(resume_command, kept))

@@ -101,7 +101,9 @@ def train(cfg: RunConfig, out: str | Path, resume: bool = False, progress: bool 
     log = MetricsLog(out, start, enabled=is_main)
     tc = cfg.train
     tokens_per_step = tc.batch_size * cfg.model.seq_len
-    bar = tqdm(total=tc.steps, initial=start, disable=not (progress and is_main), unit="step", dynamic_ncols=True)
+    # The bar shows only on a terminal (disable=None), so logs and piped JSON stay clean.
+    bar = tqdm(total=tc.steps, initial=start, disable=None if progress and is_main else True, unit="step",
+               dynamic_ncols=True)
     last_saved = start if start in checkpoints.steps() else None
     train_metrics, eval_metrics = {}, {}
     interrupt = StepBoundaryInterrupt()

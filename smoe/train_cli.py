@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="start N local processes joined by jax.distributed (gloo over loopback)")
     parser.add_argument("--distributed", action="store_true",
                         help="on a cluster: jax.distributed.initialize() with auto-detection")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", "--no-progress", dest="no_progress", action="store_true",
+                        help="no progress bar (it shows on stderr only when that is a terminal)")
     for hidden in ("--coordinator", "--num-processes", "--process-id"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     parser.set_defaults(func=run)

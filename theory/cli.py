@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 
 from theory.cost_model import CostModel
 from theory.eopt import e_opt_closed_form, e_opt_integer, e_opt_numeric, feasible_experts
 from theory.errors import InputError
-from theory.law_data import load_law_csv
-from theory.loss_laws import FORMS, fit_law
+from theory.law_data import load_law_csv, parse_columns
+from theory.loss_laws import FORMS, UnderdeterminedFit, fit_law
 
 
 def register(subparsers) -> None:
@@ -32,13 +34,23 @@ def register(subparsers) -> None:
     eopt.add_argument("--json", action="store_true", help="print JSON: e_opt, e_opt_integer, table")
     eopt.set_defaults(func=_run_eopt)
 
-    law = subparsers.add_parser("fit-law", help="fit a loss scaling law (Huber on log-residuals, L-BFGS)")
+    law = subparsers.add_parser(
+        "fit-law", help="fit a loss scaling law (Huber on log-residuals, L-BFGS)",
+        description="Fit a loss law to a CSV. Columns are read by name: N, D, loss (clark: N, E, loss; granularity: "
+                    "N, D, G, loss). --columns maps other headers, and C (training FLOPs) may replace D, which is "
+                    "then C / (6 N). The committed Chinchilla points: smoe fit-law "
+                    "theory/data/chinchilla_svg_extracted.csv --columns 'N=Model Size,C=Training FLOP'.")
     law.add_argument("data", help="CSV with N, D, loss (clark: N, E, loss; granularity: N, D, G, loss)")
+    law.add_argument("--columns", default=None, metavar="NAME=HEADER,...",
+                     help="CSV headers for the law's columns, e.g. 'N=params,D=tokens,loss=final_loss'; "
+                          "C=HEADER gives training FLOPs instead of D (D = C / 6N)")
     law.add_argument("--form", default="chinchilla", help=f"one of {tuple(FORMS)}")
     law.add_argument("--bootstrap", type=int, default=100, help="bootstrap replicates (0: no intervals)")
     law.add_argument("--confidence", type=float, default=0.95, help="interval coverage")
     law.add_argument("--seed", type=int, default=0)
     law.add_argument("--json", action="store_true", help="print JSON: params, ci")
+    law.add_argument("--quiet", action="store_true",
+                     help="no bootstrap progress bar (it shows on stderr only when that is a terminal)")
     law.set_defaults(func=_run_fit_law)
 
 
@@ -68,14 +80,23 @@ def _run_eopt(args: argparse.Namespace) -> int:
 
 
 def fmt_ci(ci) -> str:
-    return "n/a" if ci is None else f"[{ci[0]:.4g}, {ci[1]:.4g}]"
+    """An interval; a JSON null bound is +inf (an E_opt interval that reaches "more experts always faster")."""
+    if ci is None:
+        return "n/a"
+    return "[" + ", ".join("inf" if bound is None else f"{bound:.4g}" for bound in ci) + "]"
 
 
 def _run_fit_law(args: argparse.Namespace) -> int:
     if args.form not in FORMS:
         raise InputError(f"--form must be one of {tuple(FORMS)}, got {args.form!r}")
-    data = load_law_csv(args.data, FORMS[args.form].features)
-    result = fit_law(args.form, data, bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed)
+    data = load_law_csv(args.data, FORMS[args.form].features, parse_columns(args.columns))
+    with warnings.catch_warnings():
+        # Printed below as one line each, not as Python's two-line warning.
+        warnings.simplefilter("ignore", UnderdeterminedFit)
+        result = fit_law(args.form, data, bootstrap=args.bootstrap, confidence=args.confidence, seed=args.seed,
+                         progress=not args.quiet)
+    for note in result.warnings:
+        print(f"smoe: warning: fit-law: {note}", file=sys.stderr)
     if args.json:
         full = result.to_json()
         print(json.dumps({"params": full["params"], "ci": full["ci"]}))
@@ -83,4 +104,6 @@ def _run_fit_law(args: argparse.Namespace) -> int:
     print(f"form={result.form}  points={result.n_points}  Huber objective={result.objective:.6g}")
     for name, value in result.params.items():
         print(f"  {name:>6} = {value:.5g}  CI {fmt_ci(None if result.ci is None else result.ci[name])}")
+    if result.ci is None:
+        print("intervals n/a: " + ("--bootstrap 0" if args.bootstrap == 0 else "the fit is underdetermined"))
     return 0

@@ -18,7 +18,8 @@ def _read_columns(text: str, source: str, columns: list[str]) -> dict[str, np.nd
     reader = csv.DictReader(text.splitlines())
     missing = [c for c in columns if c not in (reader.fieldnames or [])]
     if missing:
-        raise InputError(f"{source}: header lacks {missing}; need columns {columns}")
+        raise InputError(f"{source}: header lacks {missing}; need columns {columns} "
+                         "(name other headers with --columns NAME=HEADER,...)")
     out: dict[str, list[float]] = {c: [] for c in columns}
     for i, row in enumerate(reader, start=2):
         for c in columns:
@@ -39,13 +40,39 @@ def load_chinchilla_reference() -> dict[str, np.ndarray]:
     return {"N": n_params[keep], "D": flops[keep] / (6.0 * n_params[keep]), "loss": loss[keep]}
 
 
-def load_law_csv(path: str | Path, features: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The feature columns (e.g. N, D) and loss of a user CSV."""
+def parse_columns(text: str | None) -> dict[str, str]:
+    """`--columns "N=Model Size,C=Training FLOP"` -> {"N": "Model Size", "C": "Training FLOP"}."""
+    if not text:
+        return {}
+    pairs = [item.partition("=") for item in text.split(",")]
+    bad = [name for name, sep, header in pairs if not (sep and name.strip() and header.strip())]
+    if bad:
+        raise InputError(f"--columns: {bad[0]!r} must look like NAME=HEADER, e.g. N=params,D=tokens,loss=final_loss")
+    return {name.strip(): header.strip() for name, _, header in pairs}
+
+
+def load_law_csv(path: str | Path, features: tuple[str, ...], columns: dict[str, str] | None = None
+                 ) -> dict[str, np.ndarray]:
+    """The feature columns (e.g. N, D) and loss of a user CSV. `columns` maps a name to the CSV header
+    that holds it; C (training FLOPs) may stand in for D, which is then C / (6 N)."""
     path = Path(path)
+    columns = dict(columns or {})
+    allowed = {*features, "loss"} | ({"C"} if {"N", "D"} <= set(features) else set())
+    unknown = sorted(set(columns) - allowed)
+    if unknown:
+        raise InputError(f"--columns: {unknown[0]!r} is not a column of this form; map some of {sorted(allowed)}")
     try:
         text = path.read_text()
     except OSError as err:
         raise InputError(f"cannot read law data {str(path)!r}: {err.strerror}") from None
     except UnicodeDecodeError:
         raise InputError(f"law data {str(path)!r} is not UTF-8 text (a binary file?); give a CSV file") from None
-    return _read_columns(text, path.name, [*features, "loss"])
+    from_compute = "C" in columns and "D" not in columns
+    names = [name for name in (*features, "loss") if not (from_compute and name == "D")]
+    names += ["C"] if from_compute else []
+    headers = {name: columns.get(name, name) for name in names}
+    read = _read_columns(text, path.name, list(headers.values()))
+    data = {name: read[header] for name, header in headers.items()}
+    if from_compute:
+        data["D"] = data.pop("C") / (6.0 * data["N"])
+    return data

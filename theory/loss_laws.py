@@ -197,8 +197,10 @@ def fit_law(
     seed: int = 0,
     delta: float = HUBER_DELTA,
     n_starts: int = 8,
+    progress: bool = True,
 ) -> LawFit:
-    """Fit `form` (a key of FORMS) to data columns (its features and loss)."""
+    """Fit `form` (a key of FORMS) to data columns (its features and loss). The bootstrap bar shows on
+    stderr only when that is a terminal and `progress` is set."""
     if form not in FORMS:
         raise InputError(f"form must be one of {tuple(FORMS)}, got {form!r}")
     if bootstrap < 0 or not (0.0 < confidence < 1.0):
@@ -223,8 +225,7 @@ def fit_law(
         rng = np.random.default_rng(seed)
         n = log_loss.size
         samples = []
-        # tqdm shows itself only on a terminal, so JSON consumers and logs stay clean.
-        for _ in tqdm(range(bootstrap), desc=f"{form} bootstrap", unit="fit", disable=None, leave=False,
+        for _ in tqdm(range(bootstrap), desc=f"{form} bootstrap", unit="fit", disable=None if progress else True, leave=False,
                       file=sys.stderr):
             idx = rng.integers(0, n, size=n)
             # Each replicate starts at the full-data optimum: it is the basin the replicate perturbs.

@@ -73,15 +73,19 @@ def measurements_from_records(records: Iterable[Mapping], source: str = "records
     return Measurements(np.asarray(experts), np.asarray(seconds), comp)
 
 
-def load_measurements(path: str | Path) -> Measurements:
-    """CSV with a header containing E and seconds, or JSON lines (.jsonl/.json, or a first '{')."""
-    path = Path(path)
+def read_measurement_text(path: str | Path) -> str:
     try:
-        text = path.read_text()
+        return Path(path).read_text()
     except OSError as err:
         raise InputError(f"cannot read measurements {str(path)!r}: {err.strerror}") from None
     except UnicodeDecodeError:
         raise InputError(f"measurements {str(path)!r} is not UTF-8 text (a binary file?); give a CSV file") from None
+
+
+def load_measurements(path: str | Path) -> Measurements:
+    """CSV with a header containing E and seconds, or JSON lines (.jsonl/.json, or a first '{')."""
+    path = Path(path)
+    text = read_measurement_text(path)
     if path.suffix in (".jsonl", ".json") or text.lstrip().startswith("{"):
         rows = []
         for i, line in enumerate(text.splitlines(), start=1):
@@ -93,5 +97,9 @@ def load_measurements(path: str | Path) -> Measurements:
         return measurements_from_records(rows, path.name)
     reader = csv.DictReader(text.splitlines())
     if reader.fieldnames is None or not {"E", "seconds"} <= set(reader.fieldnames):
-        raise InputError(f"{path.name}: the CSV header must contain E and seconds, got {reader.fieldnames}")
+        programs = sorted({name.removesuffix(".samples_s") for name in reader.fieldnames or ()
+                            if name.endswith(".samples_s") and "." not in name.removesuffix(".samples_s")})
+        hint = f"; for a `smoe measure`/`smoe sweep --export` file pick a column with --program {programs}" \
+            if programs else f" (its header starts {(reader.fieldnames or [])[:4]})"
+        raise InputError(f"{path.name}: the CSV header must contain E and seconds{hint}")
     return measurements_from_records(reader, path.name)

@@ -15,6 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     fetch_parser = commands.add_parser("fetch", help="download a known corpus into the cache")
     fetch_parser.add_argument("name", help="corpus name (see `smoe data list`)")
+    fetch_parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _add_cache(fetch_parser)
     fetch_parser.set_defaults(func=_fetch)
 
@@ -37,7 +38,11 @@ def _add_cache(parser: argparse.ArgumentParser) -> None:
 
 def _fetch(args: argparse.Namespace) -> int:
     source = get_source(args.name)
-    path = fetch(source.name, args.cache, log=lambda message: print(f"{source.name}: {message}", file=sys.stderr))
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(f"{source.name}: {message}", file=sys.stderr)
+
+    path = fetch(source.name, args.cache, log=log)
     files = sorted(p for p in path.rglob("*.txt") if p.is_file())
     print(path)
     print(f"{len(files)} documents, {sum(p.stat().st_size for p in files):,} bytes")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smoe.atomic import atomic_path
 from smoe.quality.report import Setting, best_per_label, expert_settings, iso_flop_labels
 
 CLARK_PARAMETERS = 4
@@ -32,14 +33,14 @@ def clark_groups(all_settings: list[Setting]) -> dict[tuple, list[Setting]]:
 
 def write_clark_csv(settings: list[Setting], path: Path) -> None:
     """N = total parameters, E, loss = seed-mean final val CE (nats): the columns `smoe fit-law` reads."""
-    with path.open("w", newline="") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["N", "E", "loss", "d_model"])
         for s in settings:
             writer.writerow([s.runs[0]["params_total"], s.n_experts, s.mean("val_ce"), s.d_model])
 
 
-def fit_clark_group(settings: list[Setting], bootstrap: int) -> dict:
+def fit_clark_group(settings: list[Setting], bootstrap: int, progress: bool = True) -> dict:
     from theory import fit_clark
 
     if len(settings) <= CLARK_PARAMETERS:
@@ -47,7 +48,7 @@ def fit_clark_group(settings: list[Setting], bootstrap: int) -> dict:
                 "reason": f"Clark's law has {CLARK_PARAMETERS} parameters; "
                           f"{len(settings)} (N, E) settings cannot determine it"}
     fit = fit_clark([s.runs[0]["params_total"] for s in settings], [s.n_experts for s in settings],
-                    [s.mean("val_ce") for s in settings], bootstrap=bootstrap)
+                    [s.mean("val_ce") for s in settings], bootstrap=bootstrap, progress=progress)
     return {"fitted": True, **fit.to_json()}
 
 

@@ -24,7 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     actions = parser.add_subparsers(dest="quality_command", required=True)
     report = actions.add_parser("report", help="write results.md, fits.json, CSVs and PNGs for a sweep DIR")
     report.add_argument("directory", help="the sweep's --out DIR")
-    report.add_argument("--out", metavar="DIR", help="where to write (default: the sweep DIR)")
+    report.add_argument("--out", metavar="DIR",
+                        help="where to write (default: the sweep DIR, whose report files are regenerated); "
+                             "report files already in another DIR are replaced only with --force")
+    report.add_argument("--force", action="store_true", help="replace report files already in --out DIR")
+    report.add_argument("--quiet", action="store_true",
+                        help="no bootstrap progress bar (it shows on stderr only when that is a terminal)")
     report.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the law intervals")
     report.set_defaults(func=_report)
 
@@ -69,7 +74,8 @@ register_kind("train", SweepKind(run=_train_point, parse=parse_train_point, prep
 def _report(args: argparse.Namespace) -> int:
     if args.bootstrap < 0:
         raise UserError(f"--bootstrap: must be >= 0, got {args.bootstrap}")
-    print(write_report(Path(args.directory), Path(args.out or args.directory), args.bootstrap))
+    print(write_report(Path(args.directory), Path(args.out or args.directory), args.bootstrap, args.force,
+                       progress=not args.quiet))
     return 0
 
 
@@ -77,8 +83,12 @@ def _report(args: argparse.Namespace) -> int:
 REPORT_FIELDS = frozenset({"budget", "label", "d_model", "family", "n_experts", "shorten", "seed"})
 
 
-def write_report(directory: Path, out: Path, bootstrap: int) -> str:
-    """Writes results.csv, results.md, fits.json, clark_*.csv, iso_flop.png and loss_vs_e.png; returns results.md."""
+REPORT_FILES = ("results.csv", "results.md", "fits.json", "clark_*.csv", "iso_flop.png", "loss_vs_e.png")
+
+
+def write_report(directory: Path, out: Path, bootstrap: int, force: bool = False, progress: bool = True) -> str:
+    """Writes REPORT_FILES into `out`, each atomically; returns results.md. Inside the sweep directory they
+    are derived files and are regenerated; in a directory of the user's own, existing ones need `force`."""
     from smoe.fit import loss_laws
     from smoe.quality import figures, report
 
@@ -90,9 +100,14 @@ def write_report(directory: Path, out: Path, bootstrap: int) -> str:
         if missing:
             raise UserError(f"quality report: the points in {directory} lack {', '.join(missing)}: it holds a "
                             f"`kind: {store.kind()}` sweep, not `kind: train`; for timing sweeps use `smoe fit {directory}`")
-        all_settings = report.settings(rows)
         if out.exists() and not out.is_dir():
             raise UserError(f"quality report: --out {out} is a file, not a directory; choose another --out")
+        taken = [] if force or out.resolve() == directory.resolve() else sorted(
+            path.name for pattern in REPORT_FILES for path in out.glob(pattern))
+        if taken:
+            raise UserError(f"quality report: --out {out} already holds {', '.join(taken)}; pass --force to "
+                            f"replace them or choose another --out")
+        all_settings = report.settings(rows)
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -104,7 +119,7 @@ def write_report(directory: Path, out: Path, bootstrap: int) -> str:
     for (budget, shorten), group in sorted(loss_laws.clark_groups(all_settings).items()):
         csv_path = out / f"clark_C{budget:.0e}_r{shorten}.csv"
         loss_laws.write_clark_csv(group, csv_path)
-        clark[csv_path.name] = loss_laws.fit_clark_group(group, bootstrap)
+        clark[csv_path.name] = loss_laws.fit_clark_group(group, bootstrap, progress)
     budget_law = loss_laws.fit_budget_law(all_settings, bootstrap)
     atomic.write_text(out / "fits.json", json.dumps({"clark": clark, "loss_vs_budget": budget_law}, indent=2) + "\n")
     figures.iso_flop_figure(all_settings, out / "iso_flop.png")

@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     collect.add_argument("--out", required=True, metavar="DATA_DIR", help="new directory for the dataset")
     collect.add_argument("--criterion", choices=CRITERIA, default="plainact")
     collect.add_argument("--windows", type=int, default=512, help="train-split windows to score (default 512)")
+    collect.add_argument("--force", action="store_true", help="replace a previous dataset in --out")
     collect.set_defaults(func=_collect)
 
     fit = actions.add_parser("fit", help="fit a ShadowLLM- or DejaVu-style predictor; prints Spearman rho")
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--out", required=True, metavar="PRED_DIR")
     fit.add_argument("--hidden", type=int, default=None, help="MLP hidden width (default d_model)")
     fit.add_argument("--epochs", type=int, default=100)
+    fit.add_argument("--force", action="store_true", help="replace a previous predictor in --out")
     fit.set_defaults(func=_fit)
 
     ev = actions.add_parser("eval", help="val bpb, kept units and latency at one sparsity")
@@ -50,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _collect(args: argparse.Namespace) -> int:
     from smoe.sparsity.dataset import collect
 
-    print(json.dumps(collect(Path(args.run_dir), Path(args.out), args.criterion, args.windows)))
+    print(json.dumps(collect(Path(args.run_dir), Path(args.out), args.criterion, args.windows, force=args.force)))
     return 0
 
 
@@ -61,7 +63,7 @@ def _fit(args: argparse.Namespace) -> int:
     if args.hidden is not None and args.hidden < 1:
         raise UserError(f"--hidden: must be >= 1, got {args.hidden}")
     print(json.dumps(fit(Path(args.run_dir), Path(args.data_dir), args.predictor, Path(args.out), args.hidden,
-                         args.epochs)))
+                         args.epochs, args.force)))
     return 0
 
 

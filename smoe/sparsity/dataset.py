@@ -25,13 +25,12 @@ DATA_NAME, META_NAME = "data.npz", "meta.json"
 COLLECT_SEED = 1_000_003
 
 
-def collect(run_dir: Path, out: Path, criterion: str, windows: int, batch: int = 8) -> dict:
+def collect(run_dir: Path, out: Path, criterion: str, windows: int, batch: int = 8, force: bool = False) -> dict:
     if criterion not in CRITERIA:
         raise UserError(f"--criterion: must be one of {CRITERIA}, got {criterion!r}")
     if windows < 2 * batch:
         raise UserError(f"--windows: need at least {2 * batch} (two batches) to fit and score a predictor, got {windows}")
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"--out: {out} is not empty; choose a new directory")
+    check_out(out, force, (DATA_NAME, META_NAME))
     cfg, net, spec = load_net(run_dir)
     corpus = load_text(cfg)
     at = prompt_position(cfg)
@@ -52,16 +51,34 @@ def collect(run_dir: Path, out: Path, criterion: str, windows: int, batch: int =
     return meta
 
 
+def check_out(out: Path, force: bool, own: tuple[str, ...]) -> None:
+    """Before any work: --out is a new or empty directory, or (with --force) one holding only the files
+    `own` that this command writes."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {out} is a file; choose a new directory")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not force:
+        raise UserError(f"--out: {out} is not empty; pass --force to replace the output there, or choose a new "
+                        "directory")
+    if not {path.name for path in out.iterdir()} <= set(own):
+        raise UserError(f"--out: {out} holds files that `smoe sparsity` did not write; --force replaces only its "
+                        f"own output; choose a new directory")
+
+
 def write_dir(out: Path, npz_name: str, arrays: dict, json_name: str, meta: dict) -> None:
-    """Everything lands in a sibling temp dir that is renamed into place: a kill leaves nothing half written."""
-    tmp = out.with_name(f".{out.name}.tmp")
+    """Everything lands in a sibling temp dir that is renamed into place: a kill leaves nothing half written
+    (a replaced output is moved aside first and removed once the new one is in place)."""
+    tmp, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     np.savez(tmp / npz_name, **arrays)
     (tmp / json_name).write_text(json.dumps(meta, indent=2) + "\n")
     if out.exists():
-        out.rmdir()
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
     os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def load(data_dir: Path) -> tuple[dict, dict]:

@@ -30,13 +30,13 @@ def _targets(layout: Layout, heads: np.ndarray, neurons: np.ndarray, layer: int 
                            np.asarray(predictors.minmax(f.reshape(len(f), -1)))], axis=1)
 
 
-def fit(run_dir: Path, data_dir: Path, predictor: str, out: Path, hidden: int | None, epochs: int) -> dict:
+def fit(run_dir: Path, data_dir: Path, predictor: str, out: Path, hidden: int | None, epochs: int,
+        force: bool = False) -> dict:
     if predictor not in PREDICTORS:
         raise UserError(f"--predictor: must be one of {PREDICTORS}, got {predictor!r}")
     if epochs < 1:
         raise UserError(f"--epochs: must be >= 1, got {epochs}")
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"--out: {out} is not empty; choose a new directory")
+    dataset.check_out(out, force, (PARAMS_NAME, META_NAME))
     cfg = load_config(run_dir)
     layout = layout_for(cfg.model)
     arrays, data_meta = dataset.load(data_dir)

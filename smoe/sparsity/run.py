@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from flax import nnx
 
-from smoe.checkpoint import Checkpoints
+from smoe.checkpoint import Checkpoints, DamagedCheckpoint
 from smoe.config import RunConfig, config_from_dict
 from smoe.data import load_corpus
 from smoe.errors import UserError
@@ -33,12 +33,18 @@ def load_net(run_dir: Path) -> tuple[RunConfig, decode.Net, decode.Spec]:
     decode.net_from_model(model)
     checkpoints = Checkpoints(Path(run_dir) / "checkpoints", cfg.train.keep_checkpoints)
     try:
-        step = checkpoints.latest_step()
-        if step is None:
+        steps = checkpoints.steps()
+        if not steps:
             raise UserError(f"RUN_DIR: {run_dir} has no checkpoint yet; train it first")
+        step = steps[-1]
         graphdef, state = nnx.split(model, nnx.Param)
         params = nnx.to_pure_dict(state)
-        restored = checkpoints.restore(step, {"params": params, "opt_state": make_optimizer(cfg.train).init(params)})
+        try:
+            restored = checkpoints.restore(step, {"params": params,
+                                                  "opt_state": make_optimizer(cfg.train).init(params)})
+        except DamagedCheckpoint as err:
+            raise UserError(f"RUN_DIR: checkpoint step {step} in {run_dir} is damaged ({err}); continue the run "
+                            f"from an earlier step with `smoe train ... --resume-from STEP` first") from None
     finally:
         checkpoints.close()
     nnx.replace_by_pure_dict(state, restored["params"])

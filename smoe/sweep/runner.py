@@ -8,7 +8,6 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from smoe.errors import interrupted
 from smoe.sweep.spec import SweepSpec, expand, point_key
 from smoe.sweep.store import ResultStore
 
@@ -17,23 +16,21 @@ PointFn = Callable[[dict], dict]
 
 def run_sweep(spec: SweepSpec, out_dir: str | Path, run_point: PointFn, progress: bool = True) -> dict[str, int]:
     """Points left `running` by a killed run, `failed`, or never started are (re)run; `done` ones are skipped.
-    A point whose function raises is marked failed and the sweep moves on; returns the store's status counts."""
+    A point whose function raises is marked failed and the sweep moves on; returns the store's status counts.
+    The bar shows on stderr only when it is a terminal and `progress` is set."""
     points = expand(spec)
     with ResultStore(out_dir) as store:
         store.open_for(spec)
         done = store.done_keys()
         todo = [(point_key(point), point) for point in points if point_key(point) not in done]
         bar = tqdm(total=len(points), initial=len(points) - len(todo), desc=f"sweep {spec.name}",
-                   unit="point", disable=not progress)
-        try:
-            with bar:
-                for key, point in todo:
-                    _run_point(store, key, point, run_point)
-                    bar.update(1)
-        except KeyboardInterrupt:
-            # Done points are committed; the one cut off stays `running` and is redone on resume.
-            interrupted(f"the same `smoe sweep CONFIG.yaml --out {out_dir}` "
-                        f"({store.status()['done']}/{len(points)} points kept in {out_dir})")
+                   unit="point", disable=None if progress else True)
+        # On Ctrl-C the done points are committed; the one cut off stays `running` and is redone on
+        # resume (smoe/sweep/cli.py prints the command).
+        with bar:
+            for key, point in todo:
+                _run_point(store, key, point, run_point)
+                bar.update(1)
         return store.status()
 
 

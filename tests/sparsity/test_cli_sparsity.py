@@ -34,6 +34,11 @@ def test_collect_fit_eval(run_dir, tmp_path, capsys):
                      "--epochs", "2"]) == 0
         meta = _json(capsys)
         assert -1.0 <= meta["spearman_heads"] <= 1.0 and meta["predictor_flops"] > 0
+    # A second fit into the same --out is refused, and with --force replaces the first, leaving nothing aside.
+    again = ["sparsity", "fit", str(run_dir), str(data), "--predictor", "shadow", "--out", str(shadow), "--epochs", "2"]
+    assert main(again) == 2 and "pass --force" in capsys.readouterr().err
+    assert main(again + ["--force"]) == 0 and _json(capsys)["predictor"] == "shadow"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "dejavu", "shadow"]
     common = ["--batches", "1", "--repeats", "2", "--json"]
     assert main(["sparsity", "eval", str(run_dir), "--predictor-dir", str(shadow), "--sparsity", "0", "--no-latency",
                  *common]) == 0
