@@ -12,6 +12,7 @@ import math
 from typing import Callable
 
 from smoe.config import ModelConfig
+from smoe.sparse_attention_cost import sparse_attention_terms
 
 # The backward pass does two matmuls per forward matmul (input and weight gradients).
 TRAIN_FLOPS_PER_FORWARD = 3.0
@@ -95,8 +96,10 @@ FLOP_TERMS: dict[str, Callable[[ModelConfig, int], dict[str, float]]] = {
 
 
 def analytic_flop_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
-    """Named matmul FLOP terms of one forward pass over `batch` sequences of cfg.seq_len tokens."""
-    return FLOP_TERMS[cfg.kind](cfg, batch) | {"lm_head": 2.0 * batch * cfg.seq_len * cfg.d_model * cfg.vocab_size}
+    """Named matmul FLOP terms of one forward pass over `batch` sequences of cfg.seq_len tokens;
+    sparse attention (model.attention: indexer) replaces the attention terms it changes."""
+    terms = FLOP_TERMS[cfg.kind](cfg, batch) | sparse_attention_terms(cfg, batch)
+    return terms | {"lm_head": 2.0 * batch * cfg.seq_len * cfg.d_model * cfg.vocab_size}
 
 
 def analytic_flops(cfg: ModelConfig, batch: int) -> float:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from smoe.measure.analysis import analytic_flop_terms
+from smoe.accounting import analytic_flop_terms
 from smoe.sparse_attention_cost import attended_keys, sparse_attention_terms
 from tests.models.helpers import tiny
 
@@ -38,6 +38,14 @@ def test_attended_keys():
     assert attended_keys("gather", seq=32, topk=64, block=16) == 32
     assert attended_keys("block", seq=512, topk=70, block=16) == 64
     assert attended_keys("mask", seq=512, topk=64, block=16) == 512
+
+
+def test_the_model_count_takes_the_sparse_terms_over_the_dense_ones():
+    cfg = tiny(kind="dense", seq_len=64, attention="indexer", attention_mode="gather", attention_topk=16)
+    dense, counted = analytic_flop_terms(tiny(kind="dense", seq_len=64), 2), analytic_flop_terms(cfg, 2)
+    sparse = sparse_attention_terms(cfg, 2)
+    assert counted == dense | sparse
+    assert counted["attention_scores"] == pytest.approx(dense["attention_scores"] / 4)
 
 
 def test_only_the_configured_places_change():
