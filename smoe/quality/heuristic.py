@@ -36,6 +36,15 @@ class QualityPoint:
     n_experts: int = 1
     top_k: int = 1
     shorten: int = 1
+    # adaptive routing of family topk (issue 11); the defaults are ModelConfig's, i.e. plain top-k
+    routing: str = "top_k"
+    top_p: float = 0.4
+    k_target: float = 2.0
+    k_cap: int = 0
+    balance: str = "switch"
+    dynamic_loss_coef: float = 0.0
+    fallback_fraction: float = 0.0
+    renormalize_gates: bool = False
     seed: int = 0
     corpus: str = "shakespeare"
     eval_batches: int = 4
@@ -63,12 +72,31 @@ class QualityPoint:
     def label(self) -> str:
         """The model family as plotted: one curve per label."""
         if self.family == "topk":
-            return f"topk E{self.n_experts} k{self.top_k}"
+            return f"topk E{self.n_experts} {self._routing_label}"
         if self.family == "sectional":
             return f"sectional E{self.n_experts} r{self.shorten}"
         return "dense"
 
+    @property
+    def _routing_label(self) -> str:
+        """What sets a top-k point's compute and balance; keys at their defaults are left out."""
+        parts = {"top_k": [f"k{self.top_k}"], "top_p": [f"p{self.top_p:g}"],
+                 "controlled": [f"ktarget{self.k_target:g}"]}[self.routing]
+        if self.balance != "switch":
+            parts.append(f"balance {self.balance}")
+        if self.k_cap:
+            parts.append(f"kcap{self.k_cap}")
+        if self.fallback_fraction:
+            parts.append(f"fallback{self.fallback_fraction:g}")
+        if self.dynamic_loss_coef:
+            parts.append(f"dyn{self.dynamic_loss_coef:g}")
+        if self.renormalize_gates:
+            parts.append("renorm")
+        return " ".join(parts)
 
+
+_ADAPTIVE_FIELDS = ("routing", "top_p", "k_target", "k_cap", "balance", "dynamic_loss_coef", "fallback_fraction",
+                    "renormalize_gates")
 _FIELDS = {f.name for f in fields(QualityPoint)}
 
 
@@ -124,6 +152,7 @@ def model_config(point: QualityPoint) -> ModelConfig:
     values = {"kind": point.family, "d_model": point.d_model, "n_layers": point.n_layers, "seq_len": point.seq_len,
               "n_experts": point.n_experts, "top_k": point.top_k, "shorten": point.shorten, "n_heads": heads,
               "pre_layers": PRE_LAYERS, "expert_heads": 1}
+    values |= {name: getattr(point, name) for name in _ADAPTIVE_FIELDS}
     try:
         return config_from_dict({"model": values}).model
     except UserError as err:
