@@ -22,6 +22,7 @@ MIN_STEPS = 50
 EVALS_PER_RUN = 6  # intermediate evals give the loss curve that time-to-loss is read from
 LOGS_PER_RUN = 20  # train rows carry tokens/s; the median over them is the run's throughput
 PRE_LAYERS = 1
+_MODEL_DEFAULTS = {f.name: f.default for f in fields(ModelConfig)}
 
 
 @dataclass(frozen=True)
@@ -36,15 +37,15 @@ class QualityPoint:
     n_experts: int = 1
     top_k: int = 1
     shorten: int = 1
-    # adaptive routing of family topk (issue 11); the defaults are ModelConfig's, i.e. plain top-k
-    routing: str = "top_k"
-    top_p: float = 0.4
-    k_target: float = 2.0
-    k_cap: int = 0
-    balance: str = "switch"
-    dynamic_loss_coef: float = 0.0
-    fallback_fraction: float = 0.0
-    renormalize_gates: bool = False
+    # adaptive routing of family topk (issue 11), defaulting to ModelConfig's plain top-k
+    routing: str = _MODEL_DEFAULTS["routing"]
+    top_p: float = _MODEL_DEFAULTS["top_p"]
+    k_target: float = _MODEL_DEFAULTS["k_target"]
+    k_cap: int = _MODEL_DEFAULTS["k_cap"]
+    balance: str = _MODEL_DEFAULTS["balance"]
+    dynamic_loss_coef: float = _MODEL_DEFAULTS["dynamic_loss_coef"]
+    fallback_fraction: float = _MODEL_DEFAULTS["fallback_fraction"]
+    renormalize_gates: bool = _MODEL_DEFAULTS["renormalize_gates"]
     seed: int = 0
     corpus: str = "shakespeare"
     eval_batches: int = 4
