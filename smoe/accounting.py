@@ -168,6 +168,10 @@ def _expert_ffn_params(cfg: ModelConfig) -> int:
     return 2 * cfg.d_model * cfg.d_ff
 
 
+def _fallback_params(cfg: ModelConfig) -> int:
+    return 2 * cfg.d_model * cfg.max_choices * cfg.d_ff if cfg.fallback_fraction > 0 else 0
+
+
 def _dense_params(cfg: ModelConfig) -> int:
     return cfg.n_layers * _block_params(cfg.d_model, cfg.d_ff)
 
@@ -199,7 +203,12 @@ def params_total(cfg: ModelConfig) -> int:
 
 def params_active(cfg: ModelConfig) -> int:
     """Parameters a token passes through. Sectional experts each see every token (on its slice), so
-    only top-k has inactive weights: the FFNs of the E - k experts a token was not routed to."""
+    only top-k has inactive weights: the FFNs of the E - k experts a token was not routed to.
+
+    For the adaptive routers k is `capacity_k` (k_target), the experts per token the program is sized
+    for, as slot FLOPs are, not the realised k (a training outcome, in the metrics). The dense
+    fallback's FFN counts as inactive: a token passes through it only instead of its experts."""
     if cfg.kind != "topk":
         return params_total(cfg)
-    return params_total(cfg) - cfg.n_layers * (cfg.n_experts - cfg.top_k) * _expert_ffn_params(cfg)
+    inactive = (cfg.n_experts - cfg.capacity_k) * _expert_ffn_params(cfg) + _fallback_params(cfg)
+    return round(params_total(cfg) - cfg.n_layers * inactive)

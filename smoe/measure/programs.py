@@ -46,6 +46,13 @@ def build_programs(cfg: RunConfig) -> dict[str, Program]:
     return programs
 
 
+def forward_program(cfg: RunConfig) -> Program:
+    """The loss forward alone (what a serving benchmark times), without compiling a train step."""
+    mesh = sharding.make_mesh(cfg.mesh)
+    built = steps.build(cfg, mesh)
+    return _forward(built, _window(cfg, mesh), mesh)
+
+
 def _window(cfg: RunConfig, mesh: Mesh) -> jax.Array:
     rng = np.random.default_rng(cfg.train.seed)
     tokens = rng.integers(0, cfg.model.vocab_size, (cfg.train.batch_size, cfg.model.seq_len + 1), dtype=np.int32)

@@ -32,6 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="no bootstrap progress bar (it shows on stderr only when that is a terminal)")
     report.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for the law intervals")
     report.set_defaults(func=_report)
+    routing = actions.add_parser("routing", help="draw a token-routed run's expert load and k per layer over "
+                                 "training, from its metrics.jsonl")
+    routing.add_argument("run_dir", help="a `smoe train` run directory")
+    routing.add_argument("--out", metavar="PNG", help="where to write (default: RUN_DIR/routing.png)")
+    routing.add_argument("--title", default="", help="figure title")
+    routing.set_defaults(func=_routing)
 
 
 def _train_point(point) -> dict:
@@ -76,6 +82,19 @@ def _report(args: argparse.Namespace) -> int:
         raise UserError(f"--bootstrap: must be >= 0, got {args.bootstrap}")
     print(write_report(Path(args.directory), Path(args.out or args.directory), args.bootstrap, args.force,
                        progress=not args.quiet))
+    return 0
+
+
+def _routing(args: argparse.Namespace) -> int:
+    from smoe.quality.routing_figure import routing_figure
+
+    run_dir = Path(args.run_dir)
+    out = Path(args.out) if args.out else run_dir / "routing.png"
+    series = routing_figure(run_dir, out, args.title)
+    for layer, mean_k in enumerate(series["mean_k"]):
+        print(f"layer {layer}: mean k {mean_k[0]:.3f} at step {series['steps'][0]} -> {mean_k[-1]:.3f} "
+              f"at step {series['steps'][-1]}")
+    print(f"wrote {out}")
     return 0
 
 

@@ -22,6 +22,7 @@ MIN_STEPS = 50
 EVALS_PER_RUN = 6  # intermediate evals give the loss curve that time-to-loss is read from
 LOGS_PER_RUN = 20  # train rows carry tokens/s; the median over them is the run's throughput
 PRE_LAYERS = 1
+_MODEL_DEFAULTS = {f.name: f.default for f in fields(ModelConfig)}
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,15 @@ class QualityPoint:
     n_experts: int = 1
     top_k: int = 1
     shorten: int = 1
+    # adaptive routing of family topk (issue 11), defaulting to ModelConfig's plain top-k
+    routing: str = _MODEL_DEFAULTS["routing"]
+    top_p: float = _MODEL_DEFAULTS["top_p"]
+    k_target: float = _MODEL_DEFAULTS["k_target"]
+    k_cap: int = _MODEL_DEFAULTS["k_cap"]
+    balance: str = _MODEL_DEFAULTS["balance"]
+    dynamic_loss_coef: float = _MODEL_DEFAULTS["dynamic_loss_coef"]
+    fallback_fraction: float = _MODEL_DEFAULTS["fallback_fraction"]
+    renormalize_gates: bool = _MODEL_DEFAULTS["renormalize_gates"]
     seed: int = 0
     corpus: str = "shakespeare"
     eval_batches: int = 4
@@ -63,12 +73,31 @@ class QualityPoint:
     def label(self) -> str:
         """The model family as plotted: one curve per label."""
         if self.family == "topk":
-            return f"topk E{self.n_experts} k{self.top_k}"
+            return f"topk E{self.n_experts} {self._routing_label}"
         if self.family == "sectional":
             return f"sectional E{self.n_experts} r{self.shorten}"
         return "dense"
 
+    @property
+    def _routing_label(self) -> str:
+        """What sets a top-k point's compute and balance; keys at their defaults are left out."""
+        parts = {"top_k": [f"k{self.top_k}"], "top_p": [f"p{self.top_p:g}"],
+                 "controlled": [f"ktarget{self.k_target:g}"]}[self.routing]
+        if self.balance != "switch":
+            parts.append(f"balance {self.balance}")
+        if self.k_cap:
+            parts.append(f"kcap{self.k_cap}")
+        if self.fallback_fraction:
+            parts.append(f"fallback{self.fallback_fraction:g}")
+        if self.dynamic_loss_coef:
+            parts.append(f"dyn{self.dynamic_loss_coef:g}")
+        if self.renormalize_gates:
+            parts.append("renorm")
+        return " ".join(parts)
 
+
+_ADAPTIVE_FIELDS = ("routing", "top_p", "k_target", "k_cap", "balance", "dynamic_loss_coef", "fallback_fraction",
+                    "renormalize_gates")
 _FIELDS = {f.name for f in fields(QualityPoint)}
 
 
@@ -124,6 +153,7 @@ def model_config(point: QualityPoint) -> ModelConfig:
     values = {"kind": point.family, "d_model": point.d_model, "n_layers": point.n_layers, "seq_len": point.seq_len,
               "n_experts": point.n_experts, "top_k": point.top_k, "shorten": point.shorten, "n_heads": heads,
               "pre_layers": PRE_LAYERS, "expert_heads": 1}
+    values |= {name: getattr(point, name) for name in _ADAPTIVE_FIELDS}
     try:
         return config_from_dict({"model": values}).model
     except UserError as err:

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from smoe.accounting import params_active, params_total, train_flops_per_token
+from smoe.accounting import params_active, params_total, slot_flops, train_flops_per_token, useful_flops
 from smoe.quality.heuristic import QualityPoint, config_for_budget, train_flops
 from smoe.run_log import METRICS_NAME
 
@@ -22,6 +22,30 @@ from smoe.run_log import METRICS_NAME
 def _metric_rows(run_dir: Path, split: str) -> list[dict]:
     rows = [json.loads(line) for line in (run_dir / METRICS_NAME).read_text().splitlines()]
     return [row for row in rows if row["split"] == split]
+
+
+def _per_layer(row: dict, name: str, layers: int) -> list[float]:
+    return [row[f"layer{layer}/{name}"] for layer in range(layers)]
+
+
+def routing_fields(cfg, train_rows: list[dict]) -> dict:
+    """Token-routed points: k, MaxVio, fallback and drops per layer at the last logged step, the
+    expert stage's slot and useful forward FLOPs per token there, and k and MaxVio per layer over
+    training (so a report can show whether k falls and where it sits by depth)."""
+    if cfg.model.kind != "topk":
+        return {}
+    layers, last = cfg.model.n_layers, train_rows[-1]
+    tokens = cfg.train.batch_size * cfg.model.seq_len
+    fields = {name: _per_layer(last, name, layers) for name in ("mean_k", "max_vio", "fallback_fraction",
+                                                                 "fraction_dropped")}
+    return {
+        **{f"{name}_per_layer": values for name, values in fields.items()},
+        **{name: statistics.fmean(values) for name, values in fields.items()},
+        "slot_flops_per_token": slot_flops(cfg.model, cfg.train.batch_size) / tokens,
+        "useful_flops_per_token": useful_flops(cfg.model, cfg.train.batch_size, last) / tokens,
+        "routing_curve": [[row["step"], _per_layer(row, "mean_k", layers), _per_layer(row, "max_vio", layers)]
+                          for row in train_rows],
+    }
 
 
 def run_train_point(point: QualityPoint) -> dict:
@@ -49,4 +73,5 @@ def run_train_point(point: QualityPoint) -> dict:
         "train_loss": float(final["train"]["loss"]),
         "tokens_per_s": tokens_per_s, "seconds_per_step": tokens_per_step / tokens_per_s, "wall_s": wall_s,
         "eval_curve": [[row["step"], row["ce"]] for row in eval_rows],
+        **routing_fields(cfg, train_rows),
     }

@@ -164,6 +164,28 @@ def _verdict(comparison: dict) -> str:
     return "\n".join(lines)
 
 
+def routing_table(all_settings: list[Setting]) -> str:
+    """Markdown: the token-routed settings' routing at their last logged train step, seeds averaged."""
+    routed = [s for s in all_settings if "mean_k" in s.runs[0]]
+    if not routed:
+        return "* no token-routed points in this sweep"
+    lines = ["At the last logged train step, seeds averaged. k = experts per token (before capacity); "
+             "MaxVio = (max load - mean load) / mean load; FLOPs are the expert stage's forward FLOPs per token: "
+             "slot = what the static program executes (capacity), useful = realised assignments.", "",
+             "| budget | family | d | val bpb | mean k | k per layer (first..last) | MaxVio | MaxVio per layer | "
+             "fallback | dropped | slot / useful FLOPs per token |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in sorted(routed, key=lambda s: (s.budget, s.mean("val_bpb"))):
+        per_layer = {name: np.mean([run[f"{name}_per_layer"] for run in s.runs], axis=0)
+                     for name in ("mean_k", "max_vio")}
+        lines.append(
+            f"| {s.budget:.2g} | {s.label} | {s.d_model} | {_pm(s.mean('val_bpb'), s.std('val_bpb'))} | "
+            f"{s.mean('mean_k'):.3f} | {' '.join(f'{k:.2f}' for k in per_layer['mean_k'])} | "
+            f"{s.mean('max_vio'):.3f} | {' '.join(f'{v:.2f}' for v in per_layer['max_vio'])} | "
+            f"{s.mean('fallback_fraction'):.3f} | {s.mean('fraction_dropped'):.3f} | "
+            f"{s.mean('slot_flops_per_token'):,.0f} / {s.mean('useful_flops_per_token'):,.0f} |")
+    return "\n".join(lines)
+
+
 def _fmt_interval(ci) -> str:
     return "n/a" if ci is None else f"[{ci[0]:.3g}, {ci[1]:.3g}]"
 
@@ -176,6 +198,7 @@ def markdown(all_settings: list[Setting], comparisons: list[dict], clark: dict, 
     for comparison in comparisons:
         parts += [f"## Budget {comparison['budget']:.2g} FLOPs", "", budget_table(comparison), "",
                   _verdict(comparison), ""]
+    parts += ["## Token routing", "", routing_table(all_settings), ""]
     parts += ["## Sectional MoE: loss vs E", "", expert_table(all_settings), "", "## Loss laws", "",
               "Loss vs budget, L = k C^-gamma (val CE in nats, C in training FLOPs; 95% bootstrap over seeds):", "",
               "| family | gamma | 95% interval | k |", "|---|---|---|---|"]

@@ -10,8 +10,10 @@ from smoe.accounting import analytic_flops, params_active, params_total, train_f
 from smoe.quality.heuristic import (MIN_STEPS, batch_size, config_for_budget, learning_rate, model_config,
                                     point_from_dict, train_flops)
 
+ADAPTIVE = {"family": "topk", "n_experts": 4, "routing": "controlled", "k_target": 1.5, "k_cap": 2,
+            "balance": "bias", "fallback_fraction": 0.1}
 ARCHES = [{"family": "dense"}, {"family": "topk", "n_experts": 4, "top_k": 2},
-          {"family": "sectional", "n_experts": 4}, {"family": "sectional", "n_experts": 8, "shorten": 2}]
+          {"family": "sectional", "n_experts": 4}, {"family": "sectional", "n_experts": 8, "shorten": 2}, ADAPTIVE]
 
 
 @pytest.mark.parametrize("arch", ARCHES)
@@ -46,7 +48,11 @@ def test_smallest_accepted_budget_still_within_one_percent():
 def test_parameter_counts_match_built_models(arch):
     cfg = model_config(point_from_dict({"arch": arch, "d_model": 32, "budget": 1e12}))
     assert params_total(cfg) == count_params(make_model(cfg, seed=0))
-    if arch["family"] == "topk":
+    if arch == ADAPTIVE:
+        # sized for k_target = 1.5 of 4 expert FFNs; the k_cap = 2 wide fallback FFN is off the token's path
+        ffn = 2 * cfg.d_model * cfg.d_ff
+        assert params_total(cfg) - params_active(cfg) == cfg.n_layers * (2.5 * ffn + 2 * ffn)
+    elif arch["family"] == "topk":
         # a token passes through 2 of 4 expert FFNs per layer
         assert params_total(cfg) - params_active(cfg) == cfg.n_layers * 2 * 2 * cfg.d_model * cfg.d_ff
     else:
@@ -75,6 +81,22 @@ def test_arch_and_repeat_are_folded_into_the_point():
     assert point.label == "sectional E2 r2"
 
 
+def test_adaptive_routing_keys_reach_the_model_and_the_label():
+    point = point_from_dict({"arch": ADAPTIVE, "d_model": 32, "budget": 1e12, "model.dynamic_loss_coef": 1e-4})
+    model = config_for_budget(point).model
+    assert (model.routing, model.k_target, model.k_cap, model.balance, model.fallback_fraction,
+            model.dynamic_loss_coef) == ("controlled", 1.5, 2, "bias", 0.1, 1e-4)
+    assert point.label == "topk E4 ktarget1.5 balance bias kcap2 fallback0.1 dyn0.0001"
+    top_p = point_from_dict({"family": "topk", "n_experts": 8, "routing": "top_p", "top_p": 0.3, "d_model": 32,
+                             "budget": 1e12})
+    assert top_p.label == "topk E8 p0.3"
+    # the default point is today's top-k, under today's label
+    assert point_from_dict({"arch": ARCHES[1], "d_model": 32, "budget": 1e12}).label == "topk E4 k2"
+    # a lower k_target buys more steps from the same budget: capacity, and so slot FLOPs, shrink
+    lower = point_from_dict({"arch": ADAPTIVE | {"k_target": 1.0}, "d_model": 32, "budget": 1e12})
+    assert config_for_budget(lower).train.steps > config_for_budget(point).train.steps
+
+
 @pytest.mark.parametrize("raw, field", [
     ({"family": "dense", "d_model": 32, "budget": 1e6}, "budget"),
     ({"family": "dense", "d_model": 32, "budget": "lots"}, "budget"),
@@ -87,6 +109,10 @@ def test_arch_and_repeat_are_folded_into_the_point():
     ({"family": "dense", "d_model": 32, "budget": 1e12, "train.steps": 10}, "train.steps"),
     ({"family": "sectional", "d_model": 32, "budget": 1e12, "n_experts": 3}, "n_experts"),
     ({"family": "dense", "d_model": 32, "budget": 1e12, "seq_len": 0}, "seq_len"),
+    ({"family": "dense", "d_model": 32, "budget": 1e12, "routing": "top_p"}, "routing"),
+    ({"family": "topk", "d_model": 32, "budget": 1e12, "n_experts": 4, "routing": "controlled", "k_target": 5.0},
+     "k_target"),
+    ({"family": "topk", "d_model": 32, "budget": 1e12, "n_experts": 4, "balance": "aux"}, "balance"),
 ])
 def test_bad_points_are_refused_with_one_line_naming_the_field(raw, field):
     with pytest.raises(UserError) as err:
