@@ -69,7 +69,7 @@ def _eval(args: argparse.Namespace) -> int:
     from smoe.sparsity.evaluate import evaluate
 
     result = evaluate(Path(args.run_dir), args.sparsity, args.mode, args.predictor_dir, args.oracle, args.criterion,
-                      args.batches, repeats=args.repeats, latency=not args.no_latency)
+                      batches=args.batches, repeats=args.repeats, latency=not args.no_latency)
     if args.json:
         print(json.dumps(result))
     else:

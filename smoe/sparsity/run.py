@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 from flax import nnx
 
-from smoe.checkpoint import Checkpoints
+from smoe.checkpoint import Checkpoints, DamagedCheckpoint
 from smoe.config import RunConfig, config_from_dict
 from smoe.data import load_corpus
 from smoe.errors import UserError
@@ -31,14 +31,18 @@ def load_net(run_dir: Path) -> tuple[RunConfig, decode.Net, decode.Spec]:
     cfg = load_config(run_dir)
     model = make_model(cfg.model, cfg.train.seed)
     decode.net_from_model(model)
-    checkpoints = Checkpoints(Path(run_dir) / "checkpoints", cfg.train.keep_checkpoints)
+    directory = Path(run_dir) / "checkpoints"
+    steps = Checkpoints.saved_steps(directory)
+    if not steps:
+        raise UserError(f"RUN_DIR: {run_dir} has no checkpoint yet; train it first")
+    graphdef, state = nnx.split(model, nnx.Param)
+    params = nnx.to_pure_dict(state)
+    checkpoints = Checkpoints(directory, cfg.train.keep_checkpoints)
     try:
-        step = checkpoints.latest_step()
-        if step is None:
-            raise UserError(f"RUN_DIR: {run_dir} has no checkpoint yet; train it first")
-        graphdef, state = nnx.split(model, nnx.Param)
-        params = nnx.to_pure_dict(state)
-        restored = checkpoints.restore(step, {"params": params, "opt_state": make_optimizer(cfg.train).init(params)})
+        restored = checkpoints.restore(steps[-1], {"params": params, "opt_state": make_optimizer(cfg.train).init(params)})
+    except DamagedCheckpoint as err:
+        raise UserError(f"RUN_DIR: checkpoint step {steps[-1]} of {run_dir} does not restore ({err}); "
+                        "retrain or restore the run's files") from err
     finally:
         checkpoints.close()
     nnx.replace_by_pure_dict(state, restored["params"])
