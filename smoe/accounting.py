@@ -13,6 +13,7 @@ from typing import Callable
 
 from smoe.config import ModelConfig
 from smoe.sparse_attention_cost import sparse_attention_terms
+from smoe.sparsity.layout import kept, layout_for
 
 # The backward pass does two matmuls per forward matmul (input and weight gradients).
 TRAIN_FLOPS_PER_FORWARD = 3.0
@@ -105,6 +106,58 @@ def analytic_flop_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
 def analytic_flops(cfg: ModelConfig, batch: int) -> float:
     """Forward matmul FLOPs; embedding lookups are gathers and cost none."""
     return sum(analytic_flop_terms(cfg, batch).values())
+
+
+# Block terms contextual sparsity (smoe.sparsity) shrinks: per kept head, or per kept FFN neuron.
+HEAD_TERMS = ("qkv", "attention_scores", "attention_values", "out_proj")
+NEURON_TERMS = ("ffn_in", "ffn_out")
+
+# model.kind -> {term prefix: (heads, FFN neurons) per group of those blocks}; top-k has no entry
+PRUNABLE_UNITS: dict[str, Callable[[ModelConfig], dict[str, tuple[int, int]]]] = {
+    "dense": lambda cfg: {"": (cfg.n_heads, cfg.d_ff)},
+    "sectional": lambda cfg: {"pre_": (cfg.n_heads, cfg.d_ff),
+                              "experts_": (cfg.expert_heads, cfg.ffn_mult * cfg.expert_width)}}
+
+
+def pruned_flop_terms(cfg: ModelConfig, batch: int, sparsity: float) -> dict[str, float]:
+    """`analytic_flop_terms` when every block keeps `kept(units, sparsity)` heads and FFN neurons per
+    group (the per-layer budgets of smoe.sparsity): what gathered execution multiplies. Masked
+    execution multiplies the dense terms; attention over the kept heads shrinks with them."""
+    layout_for(cfg)  # refuses a family sparsity cannot run, with the one-line error
+    terms = analytic_flop_terms(cfg, batch)
+    for prefix, (heads, neurons) in PRUNABLE_UNITS[cfg.kind](cfg).items():
+        for names, units in ((HEAD_TERMS, heads), (NEURON_TERMS, neurons)):
+            for name in names:
+                terms[prefix + name] *= kept(units, sparsity) / units
+    return terms
+
+
+def predictor_flops(cfg: ModelConfig, predictor: str, hidden: int) -> int:
+    """FLOPs per input of the importance predictor MLP(s), ShadowLLM's perf model (2 per multiply-add):
+    shadow: d*p + p*(all heads + neurons) once; dejavu: per layer d*p + p*(that layer's heads + neurons)."""
+    layout = layout_for(cfg)
+    if predictor == "shadow":
+        return 2 * (layout.d_model * hidden + hidden * (layout.total_heads + layout.total_neurons))
+    return 2 * sum(layout.d_model * hidden + hidden * layer.groups * (layer.heads + layer.neurons)
+                   for layer in layout.layers)
+
+
+def sparse_flops_per_token(cfg: ModelConfig, sparsity: float, mode: str, predictor_flops_per_input: float = 0.0
+                           ) -> dict[str, float]:
+    """Forward FLOPs per token over a seq_len window under contextual sparsity, beside the dense count.
+
+    `pruned_matmuls` sums the head and FFN terms (what gathering shrinks; masking runs them dense);
+    the predictor runs once per window. `total` = dense - dense pruned_matmuls + pruned_matmuls + predictor.
+    """
+    dense = analytic_flop_terms(cfg, 1)
+    executed = pruned_flop_terms(cfg, 1, sparsity) if mode == "gather" else dense
+    prunable = [prefix + name for prefix in PRUNABLE_UNITS[cfg.kind](cfg) for name in HEAD_TERMS + NEURON_TERMS]
+    per_token = 1.0 / cfg.seq_len
+    return {"dense": sum(dense.values()) * per_token,
+            "dense_pruned_matmuls": sum(dense[name] for name in prunable) * per_token,
+            "pruned_matmuls": sum(executed[name] for name in prunable) * per_token,
+            "predictor": predictor_flops_per_input * per_token,
+            "total": (sum(executed.values()) + predictor_flops_per_input) * per_token}
 
 
 def train_flops_per_token(cfg: ModelConfig) -> float:

@@ -28,14 +28,15 @@ def config_changes(old: dict, new: dict) -> list[str]:
     return changes
 
 
-def saved_config(out: Path) -> RunConfig | None:
+def saved_config(out: Path, flag: str = "--resume") -> RunConfig | None:
+    """The config a run in `out` was started with; None where there is no run."""
     saved = out / CONFIG_NAME
     if not saved.is_file():
         return None
     try:
         return config_from_dict(yaml.safe_load(saved.read_text()))
     except (yaml.YAMLError, UnicodeDecodeError, UserError) as err:
-        raise UserError(f"--resume: {saved} is damaged ({str(err).splitlines()[0]}); restore it from the "
+        raise UserError(f"{flag}: {saved} is damaged ({str(err).splitlines()[0]}); restore it from the "
                         "config the run was started with") from None
 
 

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ev.add_argument("--sparsity", type=float, required=True, help="share of heads and neurons pruned per layer")
     ev.add_argument("--mode", choices=MODES, default="gather", help="mask (oracle FLOPs) or gather (real skipping)")
     ev.add_argument("--batches", type=int, default=4, help="val batches of 8 windows")
-    ev.add_argument("--repeats", type=int, default=20, help="timed repeats / decode steps")
+    ev.add_argument("--repeats", type=int, default=20, help="timed turns of each latency program")
     ev.add_argument("--no-latency", action="store_true", help="score val bpb only, time nothing")
     ev.add_argument("--json", action="store_true", help="print one JSON line")
     ev.set_defaults(func=_eval)
@@ -71,7 +71,7 @@ def _eval(args: argparse.Namespace) -> int:
     from smoe.sparsity.evaluate import evaluate
 
     result = evaluate(Path(args.run_dir), args.sparsity, args.mode, args.predictor_dir, args.oracle, args.criterion,
-                      args.batches, repeats=args.repeats, latency=not args.no_latency)
+                      batches=args.batches, repeats=args.repeats, latency=not args.no_latency)
     if args.json:
         print(json.dumps(result))
     else:

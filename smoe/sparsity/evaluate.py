@@ -11,14 +11,16 @@ selection's cost included; `predictor_ms` is the predictor alone.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jax
 import numpy as np
 
+from smoe.accounting import sparse_flops_per_token
 from smoe.data import bits_per_byte, eval_batches
 from smoe.errors import UserError
+from smoe.measure.timing import time_round_robin
 from smoe.models import decode
 from smoe.sparsity import importance, plans, predictors
 from smoe.sparsity.fit import load_predictor
@@ -64,23 +66,57 @@ class Selector:
         return [predictors.mlp(self.mlps[layer], x_bd) for layer in range(len(self.layout.layers))]
 
 
-def _ms(fn, *args, repeats: int) -> list[float]:
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(1e3 * (time.perf_counter() - began))
-    return times
+class Context(NamedTuple):
+    """A run loaded once: its config, flattened params, layout, prompt position and val windows."""
+
+    cfg: object
+    net: decode.Net
+    spec: decode.Spec
+    layout: object
+    at: int
+    windows: list  # [batch, seq_len + 1] token windows from the val split
 
 
-def _summary(times: list[float]) -> dict:
-    return {"p50": float(np.percentile(times, 50)), "p99": float(np.percentile(times, 99))}
+def load_context(run_dir: Path, batches: int = 4, batch: int = 8) -> Context:
+    if batches < 1:
+        raise UserError(f"--batches: must be >= 1, got {batches}")
+    cfg, net, spec = load_net(run_dir)
+    windows = list(eval_batches(load_text(cfg).val, batch, cfg.model.seq_len, batches))
+    return Context(cfg, net, spec, layout_for(cfg.model), prompt_position(cfg), windows)
 
 
-def _decode_step_times(net, spec, selector, prompt_window_bt, seq_len, steps: int) -> list[float]:
-    """Prefill the prompt (selection included), then time each one-token step on the KV cache."""
-    at = prompt_window_bt.shape[1] - 2
+def make_selector(ctx: Context, sparsity: float, mode: str, source: str, mlps: dict, criterion: str
+                  ) -> Selector | None:
+    """The selection at this sparsity, or None where every layer keeps everything (the dense program)."""
+    check_sparsity(sparsity)
+    if mode not in MODES:
+        raise UserError(f"--mode: must be one of {MODES}, got {mode!r}")
+    counts = keep_counts(ctx.layout, sparsity)
+    if all(k_h == l.heads and k_f == l.neurons for (k_h, k_f), l in zip(counts, ctx.layout.layers)):
+        return None
+    return Selector(ctx.spec, ctx.layout, counts, mode, ctx.at, mlps, source, criterion)
+
+
+def val_ce(ctx: Context, selector: Selector | None) -> float:
+    """Mean continuation cross-entropy (nats) over the context's val windows."""
+    spec, at = ctx.spec, ctx.at
+
+    @jax.jit
+    def ce(net, window_bt):
+        inputs_bt, targets_bt = window_bt[:, :-1], window_bt[:, 1:]
+        plan, kept = (selector.plan(net, window_bt), selector.kept_heads) if selector else (None, None)
+        return decode.continuation_ce(decode.full_logits(net, spec, inputs_bt, plan, kept), targets_bt, at + 1)
+    return float(np.mean([ce(ctx.net, w) for w in ctx.windows]))
+
+
+def latency_programs(ctx: Context, selector: Selector | None, tag: str = "") -> dict:
+    """Zero-argument programs to time: one batch-1 decode step on the KV cache (the selection made at
+    prefill and fixed), the batch-1 prompt prefill that makes the selection, a batch-8 full-window
+    prefill with its selection, and the predictor alone.
+    A step's cost does not depend on its position: the cache has a static length."""
+    net, spec, at, seq_len = ctx.net, ctx.spec, ctx.at, ctx.cfg.model.seq_len
+    windows_bt = ctx.windows[0]
+    one = windows_bt[:1, :at + 2]
 
     @jax.jit
     def prefill(net, window_bt):
@@ -101,65 +137,53 @@ def _decode_step_times(net, spec, selector, prompt_window_bt, seq_len, steps: in
         logits, cache, _ = decode.forward(net, spec, token_b[:, None], cache, pos, plan)
         return logits[:, 0].argmax(-1), cache
 
-    token, cache, chosen = prefill(net, prompt_window_bt)
-    jax.block_until_ready(step(net, chosen, token, cache, at + 1))
-    times = []
-    for pos in range(at + 1, min(seq_len, at + 1 + steps)):
-        began = time.perf_counter()
-        token, cache = jax.block_until_ready(step(net, chosen, token, cache, pos))
-        times.append(1e3 * (time.perf_counter() - began))
-    return times
+    full = jax.jit(lambda n, w: decode.full_logits(n, spec, w[:, :-1], selector.plan(n, w) if selector else None,
+                                                   selector.kept_heads if selector else None))
+    token, cache, chosen = prefill(net, one)
+    programs = {f"{tag}decode_b1": lambda: step(net, chosen, token, cache, at + 1),
+                f"{tag}prompt_b1": lambda: prefill(net, one),
+                f"{tag}prefill_b{windows_bt.shape[0]}": lambda: full(net, windows_bt)}
+    if selector:
+        predictor_only = jax.jit(selector.predictor_only)
+        programs[f"{tag}predictor"] = lambda: predictor_only(net, one)
+    return programs
+
+
+def time_programs(programs: dict, repeats: int) -> dict:
+    """p50/p99 wall milliseconds of each program, the programs taking turns (smoe.measure.timing)."""
+    timings = time_round_robin(programs, repeats=repeats)
+    return {name: {"p50": float(np.percentile(t["samples_s"], 50)) * 1e3,
+                   "p99": float(np.percentile(t["samples_s"], 99)) * 1e3} for name, t in timings.items()}
 
 
 def evaluate(run_dir: Path, sparsity: float, mode: str, predictor_dir: Path | None, oracle: bool,
-             criterion: str = "plainact", batches: int = 4, batch: int = 8, repeats: int = 20, latency: bool = True) -> dict:
+             criterion: str = "plainact", batches: int = 4, repeats: int = 20, latency: bool = True) -> dict:
     check_sparsity(sparsity)
-    if mode not in MODES:
-        raise UserError(f"--mode: must be one of {MODES}, got {mode!r}")
     if oracle == (predictor_dir is not None):
         raise UserError("--predictor-dir/--oracle: pass exactly one of them")
     if criterion not in CRITERIA:
         raise UserError(f"--criterion: must be one of {CRITERIA}, got {criterion!r}")
-    if batches < 1 or repeats < 1:
-        raise UserError(f"--batches/--repeats: must be >= 1, got {batches}/{repeats}")
+    if repeats < 1:
+        raise UserError(f"--repeats: must be >= 1, got {repeats}")
     mlps, meta = load_predictor(predictor_dir) if predictor_dir is not None else ({}, {})
-    cfg, net, spec = load_net(run_dir)
-    layout, at, seq_len = layout_for(cfg.model), prompt_position(cfg), cfg.model.seq_len
-    counts = keep_counts(layout, sparsity)
+    ctx = load_context(run_dir, batches)
     source = "oracle" if oracle else meta["predictor"]
-    prunes = any(k_h < l.heads or k_f < l.neurons for (k_h, k_f), l in zip(counts, layout.layers))
-    selector = Selector(spec, layout, counts, mode, at, mlps, source, criterion) if prunes else None
-
-    def ce(net, window_bt, sparse: bool):
-        inputs_bt, targets_bt = window_bt[:, :-1], window_bt[:, 1:]
-        plan = selector.plan(net, window_bt) if sparse and selector else None
-        kept = selector.kept_heads if sparse and selector else None
-        return decode.continuation_ce(decode.full_logits(net, spec, inputs_bt, plan, kept), targets_bt, at + 1)
-
-    sparse_ce, dense_ce = jax.jit(lambda n, w: ce(n, w, True)), jax.jit(lambda n, w: ce(n, w, False))
-    windows = list(eval_batches(load_text(cfg).val, batch, seq_len, batches))
-    val_sparse = float(np.mean([sparse_ce(net, w) for w in windows]))
-    val_dense = float(np.mean([dense_ce(net, w) for w in windows]))
-
+    selector = make_selector(ctx, sparsity, mode, source, mlps, criterion)
+    counts = keep_counts(ctx.layout, sparsity)
     result = {
         "sparsity": sparsity, "mode": mode, "source": source,
         "criterion": criterion if oracle else meta["criterion"],
-        "val_bpb": bits_per_byte(val_sparse), "dense_val_bpb": bits_per_byte(val_dense),
-        "kept_heads": sum(l.groups * k for l, (k, _) in zip(layout.layers, counts)), "total_heads": layout.total_heads,
-        "kept_neurons": sum(l.groups * k for l, (_, k) in zip(layout.layers, counts)),
-        "total_neurons": layout.total_neurons, "predictor_flops": meta.get("predictor_flops"),
+        "val_bpb": bits_per_byte(val_ce(ctx, selector)), "dense_val_bpb": bits_per_byte(val_ce(ctx, None)),
+        "kept_heads": sum(l.groups * k for l, (k, _) in zip(ctx.layout.layers, counts)),
+        "total_heads": ctx.layout.total_heads,
+        "kept_neurons": sum(l.groups * k for l, (_, k) in zip(ctx.layout.layers, counts)),
+        "total_neurons": ctx.layout.total_neurons, "predictor_flops": meta.get("predictor_flops"),
+        # the oracle's selection (a backward pass) is not a deployable cost and is not counted
+        "flops_per_token": sparse_flops_per_token(ctx.cfg.model, sparsity, mode, meta.get("predictor_flops") or 0.0),
         "latency_ms": None, "predictor_ms": None,
     }
     if latency:
-        result.update(_latency(net, spec, selector, windows[0], at, seq_len, repeats))
+        times = time_programs(latency_programs(ctx, selector), repeats)
+        result["predictor_ms"] = times.pop("predictor", {"p50": 0.0})["p50"]
+        result["latency_ms"] = times
     return result
-
-
-def _latency(net, spec, selector, windows_bt, at: int, seq_len: int, repeats: int) -> dict:
-    prefill = jax.jit(lambda n, w: decode.full_logits(n, spec, w[:, :-1], selector.plan(n, w) if selector else None,
-                                                      selector.kept_heads if selector else None))
-    one = windows_bt[:1, :at + 2]
-    predictor_ms = _summary(_ms(jax.jit(selector.predictor_only), net, one, repeats=repeats))["p50"] if selector else 0.0
-    return {"latency_ms": {"decode_b1": _summary(_decode_step_times(net, spec, selector, one, seq_len, repeats)),
-                           f"prefill_b{windows_bt.shape[0]}": _summary(_ms(prefill, net, windows_bt, repeats=repeats))},
-            "predictor_ms": predictor_ms}

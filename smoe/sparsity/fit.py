@@ -14,7 +14,8 @@ import numpy as np
 
 from smoe.errors import UserError
 from smoe.sparsity import dataset, predictors
-from smoe.sparsity.layout import PREDICTORS, Layout, layout_for, predictor_flops
+from smoe.accounting import predictor_flops
+from smoe.sparsity.layout import PREDICTORS, Layout, layout_for
 from smoe.sparsity.plans import unflatten
 from smoe.sparsity.run import load_config
 
@@ -60,7 +61,7 @@ def fit(run_dir: Path, data_dir: Path, predictor: str, out: Path, hidden: int | 
             "train_windows": int(len(train)), "held_out_windows": int(len(held)),
             "spearman_heads": predictors.spearman(np.concatenate(pred_heads, 1), arrays["heads"][held]),
             "spearman_neurons": predictors.spearman(np.concatenate(pred_neurons, 1), arrays["neurons"][held]),
-            "predictor_flops": predictor_flops(layout, predictor, hidden), "run_dir": str(run_dir)}
+            "predictor_flops": predictor_flops(cfg.model, predictor, hidden), "run_dir": str(run_dir)}
     dataset.write_dir(out, PARAMS_NAME, params, META_NAME, meta)
     return meta
 

@@ -1,7 +1,8 @@
 """Where the heads and neurons sit, how many each layer keeps, and what a predictor costs. jax-free.
 
 Layer l has g_l groups (1 for a full-width block, E for a sectional expert layer), each with h_l
-heads and f_l FFN neurons. Scores and targets are flat vectors laid out layer by layer, group-major.
+heads and f_l FFN neurons. Scores and targets are flat vectors laid out layer by layer, group-major. FLOP counts of pruned
+execution and of the predictors live in smoe.accounting.
 """
 
 from __future__ import annotations
@@ -62,14 +63,3 @@ def kept(count: int, sparsity: float) -> int:
 def keep_counts(layout: Layout, sparsity: float) -> tuple[tuple[int, int], ...]:
     """(heads, neurons) each group of each layer keeps."""
     return tuple((kept(layer.heads, sparsity), kept(layer.neurons, sparsity)) for layer in layout.layers)
-
-
-def predictor_flops(layout: Layout, predictor: str, hidden: int) -> int:
-    """Multiply-adds x 2 per input of the two-layer MLP(s): ShadowLLM's perf model.
-
-    shadow: d*p + p*(all heads + neurons) once; dejavu: per layer d*p + p*(that layer's heads + neurons).
-    """
-    if predictor == "shadow":
-        return 2 * (layout.d_model * hidden + hidden * (layout.total_heads + layout.total_neurons))
-    return 2 * sum(layout.d_model * hidden + hidden * layer.groups * (layer.heads + layer.neurons)
-                   for layer in layout.layers)

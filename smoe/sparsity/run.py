@@ -4,26 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from flax import nnx
 
 from smoe.checkpoint import Checkpoints, DamagedCheckpoint
-from smoe.config import RunConfig, config_from_dict
+from smoe.config import RunConfig
 from smoe.data import load_corpus
 from smoe.errors import UserError
 from smoe.models import decode
 from smoe.models.lm import make_model
-from smoe.run_log import CONFIG_NAME
+from smoe.run_log import CONFIG_NAME, saved_config
 from smoe.steps import make_optimizer
 
 PROMPT_FRACTION = 0.5  # selections are predicted at the end of a window's first half: the prompt
 
 
 def load_config(run_dir: Path) -> RunConfig:
-    saved = Path(run_dir) / CONFIG_NAME
-    if not saved.is_file():
+    cfg = saved_config(Path(run_dir), "RUN_DIR")
+    if cfg is None:
         raise UserError(f"RUN_DIR: {run_dir} holds no run ({CONFIG_NAME} missing); pass a `smoe train --out` dir")
-    return config_from_dict(yaml.safe_load(saved.read_text()))
+    return cfg
 
 
 def load_net(run_dir: Path) -> tuple[RunConfig, decode.Net, decode.Spec]:
@@ -31,20 +30,18 @@ def load_net(run_dir: Path) -> tuple[RunConfig, decode.Net, decode.Spec]:
     cfg = load_config(run_dir)
     model = make_model(cfg.model, cfg.train.seed)
     decode.net_from_model(model)
-    checkpoints = Checkpoints(Path(run_dir) / "checkpoints", cfg.train.keep_checkpoints)
+    directory = Path(run_dir) / "checkpoints"
+    steps = Checkpoints.saved_steps(directory)
+    if not steps:
+        raise UserError(f"RUN_DIR: {run_dir} has no checkpoint yet; train it first")
+    graphdef, state = nnx.split(model, nnx.Param)
+    params = nnx.to_pure_dict(state)
+    checkpoints = Checkpoints(directory, cfg.train.keep_checkpoints)
     try:
-        steps = checkpoints.steps()
-        if not steps:
-            raise UserError(f"RUN_DIR: {run_dir} has no checkpoint yet; train it first")
-        step = steps[-1]
-        graphdef, state = nnx.split(model, nnx.Param)
-        params = nnx.to_pure_dict(state)
-        try:
-            restored = checkpoints.restore(step, {"params": params,
-                                                  "opt_state": make_optimizer(cfg.train).init(params)})
-        except DamagedCheckpoint as err:
-            raise UserError(f"RUN_DIR: checkpoint step {step} in {run_dir} is damaged ({err}); continue the run "
-                            f"from an earlier step with `smoe train ... --resume-from STEP` first") from None
+        restored = checkpoints.restore(steps[-1], {"params": params, "opt_state": make_optimizer(cfg.train).init(params)})
+    except DamagedCheckpoint as err:
+        raise UserError(f"RUN_DIR: checkpoint step {steps[-1]} in {run_dir} is damaged ({err}); continue the run "
+                        "from an earlier step with `smoe train ... --resume-from STEP` first") from None
     finally:
         checkpoints.close()
     nnx.replace_by_pure_dict(state, restored["params"])

@@ -4,7 +4,7 @@ import numpy as np
 
 from smoe.config import ModelConfig
 from smoe.sparsity import predictors
-from smoe.sparsity.layout import layout_for, predictor_flops
+from smoe.accounting import predictor_flops
 
 
 def test_predictor_reproduces_a_planted_importance_pattern():
@@ -31,8 +31,7 @@ def test_spearman_is_one_for_a_monotone_map_and_minus_one_reversed():
 
 def test_predictor_flops_follow_the_shadowllm_perf_model():
     cfg = ModelConfig(kind="dense", d_model=64, n_layers=3, n_heads=4, ffn_mult=2)
-    layout = layout_for(cfg)
     heads_neurons = 4 + 128
-    assert predictor_flops(layout, "shadow", 64) == 2 * (64 * 64 + 64 * 3 * heads_neurons)
-    assert predictor_flops(layout, "dejavu", 64) == 2 * 3 * (64 * 64 + 64 * heads_neurons)
-    assert predictor_flops(layout, "shadow", 64) < predictor_flops(layout, "dejavu", 64)
+    assert predictor_flops(cfg, "shadow", 64) == 2 * (64 * 64 + 64 * 3 * heads_neurons)
+    assert predictor_flops(cfg, "dejavu", 64) == 2 * 3 * (64 * 64 + 64 * heads_neurons)
+    assert predictor_flops(cfg, "shadow", 64) < predictor_flops(cfg, "dejavu", 64)
