@@ -46,6 +46,12 @@ def build_programs(cfg: RunConfig) -> dict[str, Program]:
     return programs
 
 
+def train_step_program(cfg: RunConfig) -> Program:
+    """The training step alone on cfg's mesh, for benchmarks that time only whole steps."""
+    mesh = sharding.make_mesh(cfg.mesh)
+    return _train_step(steps.build(cfg, mesh), _window(cfg, mesh))
+
+
 def _window(cfg: RunConfig, mesh: Mesh) -> jax.Array:
     rng = np.random.default_rng(cfg.train.seed)
     tokens = rng.integers(0, cfg.model.vocab_size, (cfg.train.batch_size, cfg.model.seq_len + 1), dtype=np.int32)
