@@ -200,7 +200,8 @@ class SectionalTrunk(nnx.Module):
         """Everything before the expert stage: (full-length stream, shortened stream, its E slices,
         the pre-expert blocks' indexer stats)."""
         cfg = self.cfg
-        x_btd, stats = run_blocks(self.pre_blocks, self.pre_indexers, x_btd, block_step(cfg, cfg.n_heads, self.pre_spec))
+        step = block_step(cfg, cfg.n_heads, self.pre_spec)
+        x_btd, stats = run_blocks(self.pre_blocks, self.pre_indexers, x_btd, step)
         short_bsd = pool_causal(x_btd, cfg.shorten)
         b, s, _ = short_bsd.shape
         slices_besw = short_bsd.reshape(b, s, cfg.n_experts, cfg.expert_width).transpose(0, 2, 1, 3)

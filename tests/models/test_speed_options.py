@@ -63,7 +63,8 @@ def _train_losses(compute_dtype: str):
     cfg = config_from_dict({
         "model": {"kind": "sectional", "d_model": 32, "n_layers": 2, "n_heads": 2, "ffn_mult": 2, "seq_len": 32,
                   "n_experts": 4, "pre_layers": 1, "compute_dtype": compute_dtype},
-        "data": {"corpus": "unused"}, "train": {"steps": 10, "batch_size": 8, "learning_rate": 0.01, "warmup_steps": 1}})
+        "data": {"corpus": "unused"},
+        "train": {"steps": 10, "batch_size": 8, "learning_rate": 0.01, "warmup_steps": 1}})
     built = steps.build(cfg, sharding.make_mesh(cfg.mesh))
     starts = np.random.default_rng(0).integers(0, 100, (BF16_STEPS, 8, 1))
     losses = []
@@ -84,7 +85,7 @@ def test_bfloat16_training_tracks_float32():
     np.testing.assert_array_less(np.abs(bf16 - fp32), BF16_LOSS_TOL)
     assert not np.array_equal(bf16, fp32), "bf16 compute must change the numbers a little"
     assert fp32_dtypes == bf16_dtypes == {np.dtype(np.float32)}, "params and optimizer state stay float32"
-    bf16_dots = lambda hlo: [line for line in hlo.splitlines() if "dot_general" in line and "xbf16>" in line]  # noqa: E731
+    bf16_dots = lambda hlo: [ln for ln in hlo.splitlines() if "dot_general" in ln and "xbf16>" in ln]  # noqa: E731
     assert bf16_dots(bf16_hlo) and not bf16_dots(fp32_hlo)
 
 
