@@ -48,7 +48,7 @@ def _loss_and_grads(cfg, window):
     return jax.make_jaxpr(loss)(state), jax.jit(jax.value_and_grad(loss))(state)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ("topk", "sectional"))  # sectional's pre-expert block is the dense model's block
 def test_remat_gives_the_same_loss_and_gradients(kind):
     window = jnp.asarray(tokens(tiny(), batch=2))
     plain_jaxpr, (plain_loss, plain_grads) = _loss_and_grads(tiny(kind=kind), window)
