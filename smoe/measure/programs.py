@@ -46,12 +46,6 @@ def build_programs(cfg: RunConfig) -> dict[str, Program]:
     return programs
 
 
-def train_step_program(cfg: RunConfig) -> Program:
-    """The training step alone on cfg's mesh, for benchmarks that time only whole steps."""
-    mesh = sharding.make_mesh(cfg.mesh)
-    return _train_step(steps.build(cfg, mesh), _window(cfg, mesh))
-
-
 def _window(cfg: RunConfig, mesh: Mesh) -> jax.Array:
     rng = np.random.default_rng(cfg.train.seed)
     tokens = rng.integers(0, cfg.model.vocab_size, (cfg.train.batch_size, cfg.model.seq_len + 1), dtype=np.int32)
@@ -74,6 +68,12 @@ def _train_step(built: steps.Programs, window: jax.Array) -> Program:
         return metrics
 
     return Program(compiled, run)
+
+
+def train_step_program(cfg: RunConfig) -> Program:
+    """The training step alone on cfg's mesh, for benchmarks that time only whole steps."""
+    mesh = sharding.make_mesh(cfg.mesh)
+    return _train_step(steps.build(cfg, mesh), _window(cfg, mesh))
 
 
 def _param_shardings(built: steps.Programs) -> Any:
