@@ -26,6 +26,10 @@ ATTENTION_PLACES = ("all", "pre", "experts")
 # what top-k selects from: the learned indexer, or a baseline with the same k
 ATTENTION_SELECTORS = ("indexer", "window", "random")
 TRAIN_STAGES = ("dense", "indexer_warmup", "sparse")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+# reference: the hand-written softmax(q.k)v; xla / cudnn: jax.nn.dot_product_attention's implementations
+ATTENTION_IMPLS = ("reference", "xla", "cudnn")
+REMAT_MODES = ("none", "block")
 
 
 def _require(ok: bool, key: str, message: str) -> None:
@@ -81,6 +85,12 @@ class ModelConfig:
     attention_in: str = "all"
     attention_select: str = "indexer"
     attention_sinks: int = 4
+    # precision (issue 12): parameters and optimizer state stay float32; matmuls run in compute_dtype,
+    # softmax, norms and the loss in float32
+    compute_dtype: str = "float32"
+    # attention kernel of the dense attention blocks, and per-block rematerialisation (issue 12)
+    attention_impl: str = "reference"
+    remat: str = "none"
 
     def __post_init__(self) -> None:
         _require(self.kind in MODEL_KINDS, "model.kind", f"must be one of {MODEL_KINDS}, got {self.kind!r}")
@@ -108,6 +118,18 @@ class ModelConfig:
                      f"must be one of {RECOMBINE_MODES}, got {self.recombine!r}")
         self._check_adaptive_routing()
         self._validate_sparse_attention()
+        self._check_speed_options()
+
+    def _check_speed_options(self) -> None:
+        _require(self.compute_dtype in COMPUTE_DTYPES, "model.compute_dtype",
+                 f"must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
+        _require(self.attention_impl in ATTENTION_IMPLS, "model.attention_impl",
+                 f"must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}")
+        _require(self.remat in REMAT_MODES, "model.remat", f"must be one of {REMAT_MODES}, got {self.remat!r}")
+        _require(self.attention_impl == "reference" or self.attention == "dense", "model.attention_impl",
+                 "indexer attention has its own kernel; use attention_impl: reference with attention: indexer")
+        _require(self.attention_impl != "cudnn" or self.compute_dtype == "bfloat16", "model.attention_impl",
+                 "cudnn flash attention needs 16-bit inputs; set model.compute_dtype: bfloat16 or use xla")
 
     def _check_adaptive_routing(self) -> None:
         if self.kind != "topk":

@@ -68,6 +68,9 @@ def _native_stdout_to_stderr() -> None:
 
 
 def init_cluster() -> None:
+    """`--distributed`: the coordinator, process count and id come from the cluster's environment
+    (SLURM, Open MPI, TPU pods ...), read by `jax.distributed.initialize()`."""
+    _native_stdout_to_stderr()
     import jax
 
     jax.distributed.initialize()

@@ -14,7 +14,7 @@ from jax.sharding import Mesh
 from smoe import sharding
 from smoe.config import RunConfig, TrainConfig
 from smoe.models.adaptive_routing import RouterState
-from smoe.models.lm import LanguageModel, lm_loss, make_model
+from smoe.models.lm import LanguageModel, for_compute, lm_loss, make_model
 from smoe.training_stages import stage_model_config, stage_optimizer
 
 
@@ -75,7 +75,7 @@ def build(cfg: RunConfig, mesh: Mesh) -> Programs:
     batch_sh, repl = sharding.batch_sharding(mesh), sharding.replicated(mesh)
 
     def loss_fn(params, router, window_bt):
-        model = nnx.merge(graphdef, params, router)
+        model = for_compute(nnx.merge(graphdef, params, router))
         loss, metrics = lm_loss(model, window_bt)
         return loss, (metrics, nnx.to_pure_dict(nnx.state(model, RouterState)))
 

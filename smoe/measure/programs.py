@@ -24,7 +24,7 @@ from jax.sharding import Mesh
 from smoe import sharding, steps
 from smoe.config import RunConfig
 from smoe.models.expert_parallel import exchange, per_expert
-from smoe.models.lm import lm_loss
+from smoe.models.lm import for_compute, lm_loss
 
 
 @dataclass
@@ -77,13 +77,19 @@ def _train_step(built: steps.Programs, window: jax.Array) -> Program:
     return Program(compiled, run)
 
 
+def train_step_program(cfg: RunConfig) -> Program:
+    """The training step alone on cfg's mesh, for benchmarks that time only whole steps."""
+    mesh = sharding.make_mesh(cfg.mesh)
+    return _train_step(steps.build(cfg, mesh), _window(cfg, mesh))
+
+
 def _param_shardings(built: steps.Programs) -> Any:
     return jax.tree.map(lambda a: a.sharding, built.params)
 
 
 def _forward(built: steps.Programs, window: jax.Array, mesh: Mesh) -> Program:
     def forward(params, window_bt):
-        return lm_loss(nnx.merge(built.graphdef, params), window_bt)[0]
+        return lm_loss(for_compute(nnx.merge(built.graphdef, params)), window_bt)[0]
 
     fn = jax.jit(forward, in_shardings=(_param_shardings(built), sharding.batch_sharding(mesh)),
                  out_shardings=sharding.replicated(mesh))
@@ -93,7 +99,7 @@ def _forward(built: steps.Programs, window: jax.Array, mesh: Mesh) -> Program:
 
 def _pre_expert(built: steps.Programs, window: jax.Array, mesh: Mesh) -> Program:
     def pre_expert(params, window_bt):
-        model = nnx.merge(built.graphdef, params)
+        model = for_compute(nnx.merge(built.graphdef, params))
         return model.trunk.expert_input(model.embed(window_bt[:, :-1]))[2]
 
     batch_sh = sharding.batch_sharding(mesh)
@@ -121,11 +127,12 @@ def _experts(built: steps.Programs, cfg: RunConfig) -> Program:
     # Fresh weights of the experts' shapes: the timing does not depend on their values, and the real
     # ones may live on other processes' devices.
     model = nnx.merge(built.graphdef, built.params)
+    dtype = jnp.dtype(cfg.model.compute_dtype)  # what for_compute gives the experts in the model
     weights = jax.tree.map(lambda a: jax.device_put(
-        0.02 * rng.standard_normal((local_experts, *a.shape[1:]), dtype=np.float32), device),
+        0.02 * rng.standard_normal((local_experts, *a.shape[1:]), dtype=np.float32), device).astype(dtype),
         model.trunk.expert_weights())
     x_besw = jax.device_put(rng.standard_normal((batch // cfg.mesh.data, local_experts, seq, width),
-                                                dtype=np.float32), device)
+                                                dtype=np.float32), device).astype(dtype)
     expert_fn = lambda w, x: model.trunk.expert_fn(w, x)[0]  # noqa: E731  (its output, not its stats)
     compiled = jax.jit(per_expert(expert_fn)).lower(weights, x_besw).compile()
     return Program(compiled, lambda: compiled(weights, x_besw))
@@ -135,6 +142,6 @@ def _exchange(cfg: RunConfig, mesh: Mesh) -> Program:
     """The model's own expert-stage all-to-alls (smoe.models.expert_parallel.exchange) alone."""
     shape = expert_input_shape(cfg)
     x_besw = jax.device_put(np.random.default_rng(0).standard_normal(shape, dtype=np.float32),
-                            sharding.batch_sharding(mesh))
+                            sharding.batch_sharding(mesh)).astype(cfg.model.compute_dtype)
     compiled = _compile_under_mesh(jax.jit(exchange), mesh, x_besw)
     return Program(compiled, lambda: compiled(x_besw))

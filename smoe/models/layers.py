@@ -6,7 +6,7 @@ The same `block_forward` runs a dense block at width d and a sectional expert at
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,8 +26,10 @@ class BlockWeights(NamedTuple):
 
 
 def rms_norm(x_btd: jax.Array, scale_d: jax.Array, eps: float = 1e-6) -> jax.Array:
-    variance = jnp.mean(jnp.square(x_btd), axis=-1, keepdims=True)
-    return x_btd * jax.lax.rsqrt(variance + eps) * scale_d
+    """Computed in float32 whatever the activations' dtype (a bf16 mean of squares loses the scale)."""
+    x32_btd = x_btd.astype(jnp.float32)
+    variance = jnp.mean(jnp.square(x32_btd), axis=-1, keepdims=True)
+    return (x32_btd * jax.lax.rsqrt(variance + eps) * scale_d).astype(x_btd.dtype)
 
 
 def split_heads(x_btd: jax.Array, w_qkv_dk: jax.Array, n_heads: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -37,18 +39,28 @@ def split_heads(x_btd: jax.Array, w_qkv_dk: jax.Array, n_heads: int) -> tuple[ja
 
 
 def attention_probs(q_bqhk: jax.Array, k_bshk: jax.Array, allowed_qs: jax.Array) -> jax.Array:
-    """Softmax of scaled q.k over the keys `allowed_qs` (broadcast against [b, h, q, s]) lets through."""
+    """Softmax of scaled q.k over the keys `allowed_qs` (broadcast against [b, h, q, s]) lets through.
+
+    Scores and softmax in float32; the probabilities come back in q's dtype for the matmul with v.
+    """
     head_dim = q_bqhk.shape[-1]
-    scores_bhqs = jnp.einsum("bqhk,bshk->bhqs", q_bqhk, k_bshk) / jnp.sqrt(head_dim).astype(q_bqhk.dtype)
+    scores_bhqs = jnp.einsum("bqhk,bshk->bhqs", q_bqhk, k_bshk, preferred_element_type=jnp.float32)
+    scores_bhqs = scores_bhqs / jnp.sqrt(head_dim).astype(jnp.float32)
     scores_bhqs = jnp.where(allowed_qs, scores_bhqs, jnp.finfo(scores_bhqs.dtype).min)
-    return jax.nn.softmax(scores_bhqs, axis=-1)
+    return jax.nn.softmax(scores_bhqs, axis=-1).astype(q_bqhk.dtype)
 
 
-def causal_attention(x_btd: jax.Array, w_qkv_dk: jax.Array, w_o_dd: jax.Array, n_heads: int) -> jax.Array:
+def causal_attention(x_btd: jax.Array, w_qkv_dk: jax.Array, w_o_dd: jax.Array, n_heads: int,
+                     impl: str = "reference") -> jax.Array:
+    """`impl` reference: the hand-written softmax(q.k)v, the oracle; xla or cudnn: the same attention
+    by `jax.nn.dot_product_attention` (cudnn is flash attention on an NVIDIA GPU)."""
     b, t, d = x_btd.shape
     q_bthk, k_bthk, v_bthk = split_heads(x_btd, w_qkv_dk, n_heads)
-    probs_bhqs = attention_probs(q_bthk, k_bthk, jnp.tril(jnp.ones((t, t), dtype=bool)))
-    out_bthk = jnp.einsum("bhqs,bshk->bqhk", probs_bhqs, v_bthk)
+    if impl == "reference":
+        probs_bhqs = attention_probs(q_bthk, k_bthk, jnp.tril(jnp.ones((t, t), dtype=bool)))
+        out_bthk = jnp.einsum("bhqs,bshk->bqhk", probs_bhqs, v_bthk)
+    else:
+        out_bthk = jax.nn.dot_product_attention(q_bthk, k_bthk, v_bthk, is_causal=True, implementation=impl)
     return out_bthk.reshape(b, t, d) @ w_o_dd
 
 
@@ -57,14 +69,20 @@ def ffn(x_btd: jax.Array, w_in_df: jax.Array, w_out_fd: jax.Array) -> jax.Array:
 
 
 def attention_sublayer(norm_d: jax.Array, w_qkv_dk: jax.Array, w_o_dd: jax.Array, x_btd: jax.Array,
-                       n_heads: int) -> jax.Array:
-    return x_btd + causal_attention(rms_norm(x_btd, norm_d), w_qkv_dk, w_o_dd, n_heads)
+                       n_heads: int, impl: str = "reference") -> jax.Array:
+    return x_btd + causal_attention(rms_norm(x_btd, norm_d), w_qkv_dk, w_o_dd, n_heads, impl)
 
 
-def block_forward(w: BlockWeights, x_btd: jax.Array, n_heads: int) -> jax.Array:
+def block_forward(w: BlockWeights, x_btd: jax.Array, n_heads: int, impl: str = "reference") -> jax.Array:
     """Pre-norm block: x + attn(norm(x)), then + ffn(norm(.))."""
-    x_btd = attention_sublayer(w.norm_attn_d, w.w_qkv_dk, w.w_o_dd, x_btd, n_heads)
+    x_btd = attention_sublayer(w.norm_attn_d, w.w_qkv_dk, w.w_o_dd, x_btd, n_heads, impl)
     return x_btd + ffn(rms_norm(x_btd, w.norm_ffn_d), w.w_in_df, w.w_out_fd)
+
+
+def rematerialised(fn: Callable, remat: str) -> Callable:
+    """`fn` under `jax.checkpoint` for remat "block": its activations are recomputed in the backward
+    pass instead of kept, trading a second forward of the block for memory on long sequences."""
+    return jax.checkpoint(fn) if remat == "block" else fn
 
 
 def param(rng: np.random.Generator, shape: tuple[int, ...], axes: tuple[str | None, ...], std: float | None) -> nnx.Param:

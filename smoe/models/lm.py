@@ -35,6 +35,17 @@ def make_model(cfg: ModelConfig, seed: int) -> LanguageModel:
     return LanguageModel(cfg, np.random.default_rng(seed))
 
 
+def for_compute(model: LanguageModel) -> LanguageModel:
+    """The model its forward runs: nnx.Param leaves cast to model.compute_dtype, everything else (the
+    routers' float32 state) as is. Differentiating through the cast gives float32 gradients of the
+    float32 parameters, which the optimizer keeps; float32 returns the model itself, untouched."""
+    if model.cfg.compute_dtype == "float32":
+        return model
+    dtype = jnp.dtype(model.cfg.compute_dtype)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    return nnx.merge(graphdef, jax.tree.map(lambda a: a.astype(dtype), params), rest)
+
+
 def lm_loss(model: LanguageModel, window_bt: jax.Array) -> tuple[jax.Array, dict]:
     """Next-byte cross-entropy (nats) on windows of seq_len+1 tokens, plus the trunk's aux loss."""
     inputs_bt, targets_bt = window_bt[:, :-1], window_bt[:, 1:]

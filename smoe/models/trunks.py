@@ -15,7 +15,8 @@ from smoe.config import ModelConfig
 from smoe.accounting import expert_capacity, fallback_rows
 from smoe.models import adaptive_routing, routing
 from smoe.models.expert_parallel import batch_local, expert_parallel
-from smoe.models.layers import INIT_STD, BlockParams, attention_sublayer, block_forward, ffn, param, rms_norm
+from smoe.models.layers import (INIT_STD, BlockParams, attention_sublayer, block_forward, ffn, param,
+                                rematerialised, rms_norm)
 from smoe.models.partitioning import SPECS
 from smoe.models.shortening import pool_causal, upsample
 from smoe.models.sparse_attention import indexed_block_forward, indexer_stack, sparse_aux, sparse_spec
@@ -27,27 +28,38 @@ def _no_aux() -> Aux:
     return {"aux_loss": jnp.zeros((), jnp.float32), "metrics": {}}
 
 
-def run_blocks(blocks, indexers, x_btd: jax.Array, n_heads: int, spec, first_layer: int = 0):
+def block_step(cfg: ModelConfig, n_heads: int, spec):
+    """One block as the model runs it, step(w, iw, x) -> (x, indexer stats or None): dense attention
+    with the configured kernel when iw is None, else the indexed attention; rematerialised per block
+    for model.remat: block."""
+
+    def step(w, iw, x_btd):
+        if iw is None:
+            return block_forward(w, x_btd, n_heads, cfg.attention_impl), None
+        return indexed_block_forward(w, iw, x_btd, n_heads, spec)
+
+    return rematerialised(step, cfg.remat)
+
+
+def run_blocks(blocks, indexers, x_btd: jax.Array, step, first_layer: int = 0):
     """Full-width blocks in order; with indexers (model.attention: indexer) also their per-layer stats."""
     stats = {}
     for i, block in enumerate(blocks):
-        if indexers is None:
-            x_btd = block_forward(block.weights(), x_btd, n_heads)
-        else:
-            iw = indexers[i].weights()
-            x_btd, stats[first_layer + i] = indexed_block_forward(block.weights(), iw, x_btd, n_heads, spec)
+        x_btd, layer_stats = step(block.weights(), None if indexers is None else indexers[i].weights(), x_btd)
+        if layer_stats is not None:
+            stats[first_layer + i] = layer_stats
     return x_btd, stats
 
 
 class DenseTrunk(nnx.Module):
     def __init__(self, cfg: ModelConfig, rng: np.random.Generator):
-        self.n_heads = cfg.n_heads
+        self.cfg = cfg
         self.blocks = nnx.List([BlockParams(cfg.d_model, cfg.d_ff, cfg.n_layers, rng) for _ in range(cfg.n_layers)])
         self.spec = sparse_spec(cfg, "dense")
         self.indexers = indexer_stack(cfg, "dense", cfg.n_layers, cfg.d_model, rng)
 
     def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
-        x_btd, stats = run_blocks(self.blocks, self.indexers, x_btd, self.n_heads, self.spec)
+        x_btd, stats = run_blocks(self.blocks, self.indexers, x_btd, block_step(self.cfg, self.cfg.n_heads, self.spec))
         return x_btd, sparse_aux(stats) if stats else _no_aux()
 
 
@@ -92,10 +104,19 @@ def top_k_ffn(block: TopKBlock, h_gsd: jax.Array, cfg: ModelConfig,
     if route.fallback_gs is not None:
         buffer_gsc = adaptive_routing.fallback_dispatch(
             route.fallback_gs, fallback_rows(h_gsd.shape[1], cfg.fallback_fraction))
+        buffer_gsc = buffer_gsc.astype(h_gsd.dtype)
         x_gcd = jnp.einsum("gsd,gsc->gcd", h_gsd, buffer_gsc)
         y_gcd = ffn(x_gcd, block.w_fallback_in_df[...], block.w_fallback_out_fd[...])
         y_gsd = y_gsd + jnp.einsum("gcd,gsc->gsd", y_gcd, buffer_gsc)
     return y_gsd, route
+
+
+def top_k_layer(block: TopKBlock, x_btd: jax.Array, cfg: ModelConfig,
+                p: jax.Array | None) -> tuple[jax.Array, routing.Routing]:
+    x_btd = attention_sublayer(block.norm_attn_d[...], block.w_qkv_dk[...], block.w_o_dd[...], x_btd, cfg.n_heads,
+                               cfg.attention_impl)
+    y_btd, route = top_k_ffn(block, rms_norm(x_btd, block.norm_ffn_d[...]), cfg, p)
+    return x_btd + y_btd, route
 
 
 class TopKTrunk(nnx.Module):
@@ -123,9 +144,7 @@ class TopKTrunk(nnx.Module):
         metrics = {}
         mean_k = []
         for layer, block in enumerate(self.blocks):
-            x_btd = attention_sublayer(block.norm_attn_d[...], block.w_qkv_dk[...], block.w_o_dd[...], x_btd, cfg.n_heads)
-            y_btd, route = top_k_ffn(block, rms_norm(x_btd, block.norm_ffn_d[...]), cfg, p)
-            x_btd = x_btd + y_btd
+            x_btd, route = rematerialised(lambda x, block=block: top_k_layer(block, x, cfg, p), cfg.remat)(x_btd)
             balance, z = routing.load_balance_loss(route, fixed_k), routing.router_z_loss(route)
             aux_loss = aux_loss + balance_coef * balance + cfg.router_z_coef * z
             if cfg.dynamic_loss_coef > 0:
@@ -143,18 +162,14 @@ class TopKTrunk(nnx.Module):
         return x_btd, {"aux_loss": aux_loss, "metrics": metrics}
 
 
-def expert_stack_forward(w_layers, x_btd: jax.Array, n_heads: int, spec=None) -> tuple[jax.Array, list]:
+def expert_stack_forward(w_layers, x_btd: jax.Array, step) -> tuple[jax.Array, list]:
     """One expert's layers on its own slice; weights (block weights, indexer weights or None) carry a
-    leading layer axis. Returns the slice and, with indexers, each layer's stats."""
-    w_blocks, w_indexers = w_layers
+    leading layer axis, `step` is `block_step`. Returns the slice and, with indexers, each layer's stats."""
     stats = []
-    for layer in range(w_blocks.w_qkv_dk.shape[0]):
-        w = jax.tree.map(lambda a, i=layer: a[i], w_blocks)
-        if w_indexers is None:
-            x_btd = block_forward(w, x_btd, n_heads)
-        else:
-            iw = jax.tree.map(lambda a, i=layer: a[i], w_indexers)
-            x_btd, layer_stats = indexed_block_forward(w, iw, x_btd, n_heads, spec)
+    for layer in range(w_layers[0].w_qkv_dk.shape[0]):
+        w, iw = jax.tree.map(lambda a, i=layer: a[i], w_layers)
+        x_btd, layer_stats = step(w, iw, x_btd)
+        if layer_stats is not None:
             stats.append(layer_stats)
     return x_btd, stats
 
@@ -185,7 +200,8 @@ class SectionalTrunk(nnx.Module):
         """Everything before the expert stage: (full-length stream, shortened stream, its E slices,
         the pre-expert blocks' indexer stats)."""
         cfg = self.cfg
-        x_btd, stats = run_blocks(self.pre_blocks, self.pre_indexers, x_btd, cfg.n_heads, self.pre_spec)
+        step = block_step(cfg, cfg.n_heads, self.pre_spec)
+        x_btd, stats = run_blocks(self.pre_blocks, self.pre_indexers, x_btd, step)
         short_bsd = pool_causal(x_btd, cfg.shorten)
         b, s, _ = short_bsd.shape
         slices_besw = short_bsd.reshape(b, s, cfg.n_experts, cfg.expert_width).transpose(0, 2, 1, 3)
@@ -197,7 +213,7 @@ class SectionalTrunk(nnx.Module):
 
     def expert_fn(self, w, x_btd: jax.Array) -> tuple[jax.Array, list]:
         """One expert's work on its slice, and its indexer stats; `expert_parallel` runs it for every expert."""
-        return expert_stack_forward(w, x_btd, self.cfg.expert_heads, self.expert_spec)
+        return expert_stack_forward(w, x_btd, block_step(self.cfg, self.cfg.expert_heads, self.expert_spec))
 
     def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
         cfg = self.cfg

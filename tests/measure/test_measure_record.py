@@ -57,3 +57,12 @@ def test_ratios_against_dense_baseline(record):
         record["train_step.median_s"] / record["baseline.dense.train_step.median_s"])
     assert 0 < record["ratio.flops_over_dense"] < 1
     assert record["analytic_flops.train_step"] == 3 * record["analytic_flops.forward"]
+
+
+def test_bfloat16_remat_point_measures_every_program():
+    point = {"kind": "sectional", "E": 2, "d": 32, "L": 16, "batch": 4, "n_layers": 2, "mesh_expert": 2,
+             "compute_dtype": "bfloat16", "remat": "block", "attention_impl": "xla", "repeats": 1}
+    record = run_measure_point(parse_point(point))
+    assert record["compute_dtype"] == "bfloat16" and record["remat"] == "block"
+    for name in SECTIONAL_PROGRAMS:
+        assert record[f"{name}.median_s"] > 0 and record[f"{name}.peak_bytes"] > 0
