@@ -7,6 +7,7 @@ jax-free smoe.accounting), and the trainer is imported only when a point runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -37,7 +38,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _train_point(point) -> dict:
     from smoe.quality.point import run_train_point
 
-    return run_train_point(point)
+    return run_train_point(resolve_lr(point))
+
+
+def resolve_lr(point):
+    """The point with lr_scale taken from its lr_from sweep, if it names one."""
+    from smoe.quality.verdicts import lr_scale_from
+
+    if not point.lr_from:
+        return point
+    return dataclasses.replace(point, lr_scale=lr_scale_from(point.lr_from, point.label))
 
 
 def parse_train_point(raw: dict):
@@ -53,8 +63,11 @@ def point_size(point) -> dict:
 
 
 def prepare_train_points(points: list) -> None:
-    """The corpus must be here before the first point trains."""
+    """The corpus and every lr_from choice must be there before the first point trains."""
     import jax
+
+    for point in points:
+        resolve_lr(point)
 
     from smoe.data import REGISTRY, cache_root, fetch
 

@@ -5,8 +5,8 @@ matmul count, so tokens D = C / F where F = 3 x forward FLOPs per token (`train_
 and steps = round(D / (batch x seq_len)). Nothing is tuned per run: width alone sets the head count,
 batch and learning rate, and the budget alone sets the step count, so every family at a budget gets
 the same treatment and a difference in loss cannot come from a hand-picked setting. The one knob is
-`lr_scale`, a multiplier on the width's learning rate that a sweep chooses per family from a small
-learning-rate sweep at its smallest budget (recorded in the report).
+`lr_scale`, a multiplier on the width's learning rate, which a point takes per family from a small
+learning-rate sweep at the smallest budget (`lr_from`: that sweep's directory; recorded in both reports).
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ class QualityPoint:
     corpus: str = "shakespeare"
     eval_batches: int = 4
     lr_scale: float = 1.0
+    # a learning-rate sweep's results directory: lr_scale becomes this family's choice there, at its
+    # smallest budget (resolved before the first point trains; see smoe/quality/verdicts.py)
+    lr_from: str = ""
 
     def __post_init__(self) -> None:
         # Model keys are validated by ModelConfig itself; only what a budget point adds is checked here.
@@ -59,6 +62,8 @@ class QualityPoint:
         if not (isinstance(self.lr_scale, (int, float)) and not isinstance(self.lr_scale, bool)
                 and math.isfinite(self.lr_scale) and self.lr_scale > 0):
             raise UserError(f"lr_scale: must be a positive multiplier of the width's learning rate, got {self.lr_scale!r}")
+        if not isinstance(self.lr_from, str):
+            raise UserError(f"lr_from: must be the results directory of a learning-rate sweep, got {self.lr_from!r}")
         if self.family not in FAMILIES:
             raise UserError(f"family: must be one of {', '.join(FAMILIES)}, got {self.family!r}")
         if self.family in ("dense", "hourglass") and self.n_experts != 1:
@@ -105,6 +110,8 @@ def point_from_dict(point: dict) -> QualityPoint:
     if unknown:
         raise UserError(f"{unknown[0]}: unknown point field; valid fields are {sorted(_FIELDS)} plus arch, repeat "
                         "(run-config keys such as model.n_experts or E name the same fields)")
+    if merged.get("lr_from") and "lr_scale" in merged:
+        raise UserError("lr_scale: a point with lr_from takes its lr_scale from there; drop one of the two")
     for required in ("family", "d_model", "budget"):
         if required not in merged:
             raise UserError(f"{required}: every train point needs it; add it to base, grid or arch")

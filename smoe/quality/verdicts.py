@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from smoe.quality import report
 from smoe.quality.report import Setting, best_per_label
 
 LEVEL = 0.95
@@ -117,6 +118,24 @@ def lr_choices(all_settings: list[Setting]) -> list[dict]:
                         "at_edge": best is group[0] or best is group[-1],
                         "tried": {s.lr_scale: s.mean("val_bpb") for s in group}})
     return choices
+
+
+def lr_scale_from(directory: str, label: str) -> float:
+    """`label`'s chosen lr_scale in the learning-rate sweep stored in `directory`: at its smallest
+    budget, at the width whose best scale reached the lowest loss."""
+    from smoe.errors import UserError
+    from smoe.sweep.store import ResultStore
+
+    with ResultStore(directory, create=False) as store:
+        rows = store.rows()
+    every_lr = report.settings(rows) if rows and "label" in rows[0] else []
+    mine = [s for s in every_lr if s.label == label]
+    choices = [c for c in lr_choices(mine) if c["budget"] == min((s.budget for s in mine), default=None)]
+    if not choices:
+        raise UserError(f"lr_from: {directory} holds no {label} trained at two or more lr_scales; run its "
+                        f"learning-rate sweep first (e.g. experiments/configs/iso_flop_controls_lr.yaml) or drop lr_from")
+    best = min(choices, key=lambda c: min(c["tried"].values()))
+    return best["lr_scale"]
 
 
 def lr_table(choices: list[dict]) -> str:

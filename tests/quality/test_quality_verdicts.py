@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from smoe.quality import report, verdicts
-from smoe.quality.cli import write_report
+from smoe.errors import UserError
+from smoe.quality.cli import resolve_lr, write_report
+from smoe.quality.heuristic import point_from_dict
 from smoe.sweep.runner import run_sweep
 from smoe.sweep.spec import SweepSpec
 
@@ -93,3 +95,18 @@ def test_report_writes_effects_and_lr_choice(tmp_path):
     assert {e["verdict"] for e in fits["effects"]} >= {"not distinguishable", "sectional E4 r2 better"}
     assert [(c["label"], c["budget"]) for c in fits["lr_choice"]] == [("dense", C)]
     assert set(fits["loss_vs_budget"]) >= {"dense", "hourglass r2", "sectional E4 r2"}
+
+
+def test_lr_from_takes_the_familys_choice_at_the_smallest_budget(tmp_path):
+    rows = [_row("dense", bpb, 0, lr_scale=scale, d_model=d) for d, scale, bpb in
+            ((32, 0.5, 3.6), (32, 1.0, 3.5), (32, 2.0, 3.45), (64, 0.5, 3.4), (64, 1.0, 3.5), (64, 2.0, 3.7))]
+    rows += [_row("dense", 3.0, 0, lr_scale=scale, budget=10 * C) for scale in (1.0, 2.0)]  # a larger budget: ignored
+    spec = SweepSpec(name="lr", kind="stored", grid={"i": list(range(len(rows)))})
+    run_sweep(spec, tmp_path, lambda point: rows[point["i"]], progress=False)
+    assert verdicts.lr_scale_from(str(tmp_path), "dense") == 0.5  # d=64's choice reached the lowest loss
+    point = resolve_lr(point_from_dict({"family": "dense", "d_model": 32, "budget": 1e12, "lr_from": str(tmp_path)}))
+    assert point.lr_scale == 0.5
+    with pytest.raises(UserError, match=r"^lr_from: .* holds no hourglass r2 trained at two or more lr_scales"):
+        verdicts.lr_scale_from(str(tmp_path), "hourglass r2")
+    with pytest.raises(UserError, match="^lr_scale: a point with lr_from"):
+        point_from_dict({"family": "dense", "d_model": 32, "budget": 1e12, "lr_from": "x", "lr_scale": 2.0})
