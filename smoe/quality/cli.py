@@ -144,6 +144,6 @@ def write_report(directory: Path, out: Path, bootstrap: int, force: bool = False
     figures.loss_vs_e_figure(all_settings, out / "loss_vs_e.png")
     text = report.markdown(all_settings, comparisons, clark, budget_law, directory,
                            {budget: [e.line() for e in found] for budget, found in effects.items()},
-                           verdicts.lr_table(lr))
+                           verdicts.lr_table(lr, every_lr))
     atomic.write_text(out / "results.md", text)
     return text

@@ -138,11 +138,15 @@ def lr_scale_from(directory: str, label: str) -> float:
     return best["lr_scale"]
 
 
-def lr_table(choices: list[dict]) -> str:
+def lr_table(choices: list[dict], all_settings: list[Setting]) -> str:
+    """The choices made in this sweep, and the scales its points took from another sweep (lr_from)."""
+    taken = sorted({(s.label, s.runs[0]["lr_from"], s.lr_scale) for s in all_settings if s.runs[0].get("lr_from")})
+    lines = [f"* {label}: lr_scale {scale:g}, chosen in `{source}`" for label, source, scale in taken]
     if not choices:
-        return "No setting of this sweep was trained at more than one lr_scale."
-    lines = ["| budget | family | d | val bpb per lr_scale (seed mean) | chosen lr_scale | learning rate |",
-             "|---|---|---|---|---|---|"]
+        return "\n".join(lines or ["No setting of this sweep was trained at more than one lr_scale."])
+    lines += [""] if lines else []
+    lines += ["| budget | family | d | val bpb per lr_scale (seed mean) | chosen lr_scale | learning rate |",
+              "|---|---|---|---|---|---|"]
     for c in choices:
         tried = ", ".join(f"{scale:g}: {bpb:.4f}" for scale, bpb in c["tried"].items())
         edge = " (at the edge of the range: extend it)" if c["at_edge"] else ""

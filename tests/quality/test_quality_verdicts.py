@@ -79,7 +79,10 @@ def test_lr_choice_takes_the_lowest_mean_and_flags_the_edge():
     # everything else sees each model once, at its best scale
     best = report.best_lr(report.settings(rows))
     assert [(s.label, s.lr_scale) for s in best] == [("dense", 1.0), ("hourglass r2", 2.0)]
-    assert "**2** (at the edge of the range: extend it)" in verdicts.lr_table(verdicts.lr_choices(report.settings(rows)))
+    every = report.settings(rows)
+    assert "**2** (at the edge of the range: extend it)" in verdicts.lr_table(verdicts.lr_choices(every), every)
+    taken = report.settings([dict(_row("dense", 3.5, 0, lr_scale=2.0), lr_from="runs/lr")])
+    assert verdicts.lr_table([], taken) == "* dense: lr_scale 2, chosen in `runs/lr`"
 
 
 def test_report_writes_effects_and_lr_choice(tmp_path):
