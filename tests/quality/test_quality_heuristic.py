@@ -87,6 +87,11 @@ def test_arch_and_repeat_are_folded_into_the_point():
     ({"family": "dense", "d_model": 32, "budget": 1e12, "train.steps": 10}, "train.steps"),
     ({"family": "sectional", "d_model": 32, "budget": 1e12, "n_experts": 3}, "n_experts"),
     ({"family": "dense", "d_model": 32, "budget": 1e12, "seq_len": 0}, "seq_len"),
+    ({"family": "hourglass", "d_model": 32, "budget": 1e12}, "shorten"),
+    ({"family": "hourglass", "d_model": 32, "budget": 1e12, "shorten": 2, "n_experts": 2}, "n_experts"),
+    ({"family": "dense", "d_model": 32, "budget": 1e12, "lr_scale": 0}, "lr_scale"),
+    ({"family": "dense", "d_model": 32, "budget": 1e12, "lr_scale": 2.0, "lr_from": "runs/lr"}, "lr_scale"),
+    ({"family": "dense", "d_model": 32, "budget": 1e12, "lr_from": 3}, "lr_from"),
 ])
 def test_bad_points_are_refused_with_one_line_naming_the_field(raw, field):
     with pytest.raises(UserError) as err:
