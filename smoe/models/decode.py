@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from smoe.errors import UserError
-from smoe.models.layers import BlockWeights, rms_norm
+from smoe.models.layers import BlockWeights, mix_slices, rms_norm
 
 
 class Net(NamedTuple):
@@ -165,7 +165,7 @@ def trunk(net: Net, spec: Spec, x_btd: jax.Array, cache: tuple, pos=0, plan: Pla
         # The expert stage's update to the pre-expert stream, optionally mixed across slices.
         delta_btd = x_bgtd.transpose(0, 2, 1, 3).reshape(b, t, d) - short_btd
         if net.w_mix_dd is not None:
-            delta_btd = delta_btd @ net.w_mix_dd
+            delta_btd = mix_slices(delta_btd, net.w_mix_dd)
         x_btd = short_btd + delta_btd
     else:
         x_btd = x_bgtd[:, 0]

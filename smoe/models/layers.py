@@ -85,15 +85,28 @@ def rematerialised(fn: Callable, remat: str) -> Callable:
     return jax.checkpoint(fn) if remat == "block" else fn
 
 
+def mix_slices(delta_bsd: jax.Array, w_mix_dd: jax.Array) -> jax.Array:
+    """The sectional recombination: the expert update plus its projection across slices. Written as
+    identity + W with W initialised to zero, so a mixed model starts as its unmixed self and weight
+    decay pulls towards no mixing, instead of a small-init W shrinking the whole update."""
+    return delta_bsd + delta_bsd @ w_mix_dd
+
+
 def param(rng: np.random.Generator, shape: tuple[int, ...], axes: tuple[str | None, ...], std: float | None) -> nnx.Param:
-    """A parameter whose sharding names travel as metadata; `std=None` means a norm scale of ones.
+    """A parameter whose sharding names travel as metadata; `std=None` means a norm scale of ones,
+    `std=0.0` zeros (neither draws from `rng`, so adding one leaves every other weight unchanged).
 
     Weights come from a seeded numpy generator: jax.random compiles once per distinct shape (~0.4 s
     each on CPU), which made building a model take longer than training it for a few steps.
     Eager sharding is off because modules are built before a mesh exists; `smoe.sharding` places them.
     """
-    value = np.ones(shape, np.float32) if std is None else (std * rng.standard_normal(shape)).astype(np.float32)
-    return nnx.Param(jnp.asarray(value), out_sharding=axes, eager_sharding=False)
+    return nnx.Param(jnp.asarray(_draw(rng, shape, std)), out_sharding=axes, eager_sharding=False)
+
+
+def _draw(rng: np.random.Generator, shape: tuple[int, ...], std: float | None) -> np.ndarray:
+    if std is None or std == 0.0:
+        return np.full(shape, float(std is None), np.float32)
+    return (std * rng.standard_normal(shape)).astype(np.float32)
 
 
 class BlockParams(nnx.Module):
@@ -103,14 +116,19 @@ class BlockParams(nnx.Module):
                  lead_shape: tuple[int, ...] = (), lead_axes: tuple[str | None, ...] = ()):
         # GPT-2 style: residual-branch outputs scaled down with depth so the stream's variance stays O(1).
         out_std = INIT_STD / (2 * n_layers_total) ** 0.5
+        shapes = {"norm_attn_d": (d,), "w_qkv_dk": (d, 3 * d), "w_o_dd": (d, d), "norm_ffn_d": (d,),
+                  "w_in_df": (d, d_ff), "w_out_fd": (d_ff, d)}
+        stds = {"norm_attn_d": None, "w_qkv_dk": INIT_STD, "w_o_dd": out_std, "norm_ffn_d": None,
+                "w_in_df": INIT_STD, "w_out_fd": out_std}
+        # Drawn block by block over the leading axes, so a stack of L blocks holds exactly the
+        # weights L separate blocks get from the same generator (sectional E=1 inits as dense).
         lead = tuple(lead_shape)
-        axes = tuple(lead_axes)
-        self.norm_attn_d = param(rng, lead + (d,), axes + (None,), None)
-        self.w_qkv_dk = param(rng, lead + (d, 3 * d), axes + (None, None), INIT_STD)
-        self.w_o_dd = param(rng, lead + (d, d), axes + (None, None), out_std)
-        self.norm_ffn_d = param(rng, lead + (d,), axes + (None,), None)
-        self.w_in_df = param(rng, lead + (d, d_ff), axes + (None, None), INIT_STD)
-        self.w_out_fd = param(rng, lead + (d_ff, d), axes + (None, None), out_std)
+        drawn = [{name: _draw(rng, shapes[name], stds[name]) for name in BlockWeights._fields}
+                 for _ in np.ndindex(*lead)]
+        for name in BlockWeights._fields:
+            value = np.stack([block[name] for block in drawn]).reshape(lead + shapes[name])
+            axes = tuple(lead_axes) + (None,) * len(shapes[name])
+            setattr(self, name, nnx.Param(jnp.asarray(value), out_sharding=axes, eager_sharding=False))
 
     def weights(self) -> BlockWeights:
         return BlockWeights(*(getattr(self, name)[...] for name in BlockWeights._fields))

@@ -94,7 +94,7 @@ def sectional_trunk(trunk, x_btd: np.ndarray, cfg: ModelConfig) -> np.ndarray:
                 h = block([a[e, layer] for a in experts], h, cfg.expert_heads)
             delta_sd[:, cols] = h - short_sd[:, cols]
         if mix is not None:
-            delta_sd = delta_sd @ mix
+            delta_sd = delta_sd + delta_sd @ mix
         outputs.append(x_td + np.stack([delta_sd[i // r] for i in range(x_td.shape[0])]))
     return np.stack(outputs)
 

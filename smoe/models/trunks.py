@@ -15,7 +15,7 @@ from smoe.config import ModelConfig
 from smoe.accounting import expert_capacity, fallback_rows
 from smoe.models import adaptive_routing, routing
 from smoe.models.expert_parallel import batch_local, expert_parallel
-from smoe.models.layers import (INIT_STD, BlockParams, attention_sublayer, block_forward, ffn, param,
+from smoe.models.layers import (INIT_STD, BlockParams, attention_sublayer, block_forward, ffn, mix_slices, param,
                                 rematerialised, rms_norm)
 from smoe.models.partitioning import SPECS
 from smoe.models.shortening import pool_causal, upsample
@@ -178,8 +178,9 @@ class SectionalTrunk(nnx.Module):
     """Full-width pre-expert blocks, optional causal shortening, then E experts on d/E slices each.
 
     The expert stage produces an update `delta` at the shortened length; recombination optionally
-    mixes it across slices with a d x d projection, and the update is upsampled and added to the
-    full-length residual stream. With r = 1, E = 1 and no mixing this is exactly the dense trunk.
+    mixes it across slices (delta + delta @ W, W zero at init), and the update is upsampled and added
+    to the full-length residual stream. With r = 1, E = 1 and no mixing this is exactly the dense
+    trunk, and for the same seed it starts from the same weights (BlockParams draws block by block).
     """
 
     def __init__(self, cfg: ModelConfig, rng: np.random.Generator):
@@ -189,7 +190,7 @@ class SectionalTrunk(nnx.Module):
         self.experts = BlockParams(width, cfg.ffn_mult * width, cfg.n_layers, rng,
                                    lead_shape=(cfg.n_experts, cfg.expert_layers), lead_axes=SPECS.w_el)
         if cfg.recombine == "mix":
-            self.w_mix_dd = param(rng, (cfg.d_model, cfg.d_model), (None, None), INIT_STD)
+            self.w_mix_dd = param(rng, (cfg.d_model, cfg.d_model), (None, None), 0.0)
         self.pre_spec, self.expert_spec = sparse_spec(cfg, "pre"), sparse_spec(cfg, "experts")
         self.pre_indexers = indexer_stack(cfg, "pre", cfg.pre_layers, cfg.d_model, rng)
         self.expert_indexers = indexer_stack(cfg, "experts", cfg.expert_layers, width, rng,
@@ -224,7 +225,7 @@ class SectionalTrunk(nnx.Module):
         b, s, d = short_bsd.shape
         delta_bsd = out_besw.transpose(0, 2, 1, 3).reshape(b, s, d) - short_bsd
         if cfg.recombine == "mix":
-            delta_bsd = delta_bsd @ self.w_mix_dd[...]
+            delta_bsd = mix_slices(delta_bsd, self.w_mix_dd[...])
         return x_btd + upsample(delta_bsd, cfg.shorten), sparse_aux(stats) if stats else _no_aux()
 
 

@@ -7,6 +7,7 @@ jax-free smoe.accounting), and the trainer is imported only when a point runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -43,7 +44,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _train_point(point) -> dict:
     from smoe.quality.point import run_train_point
 
-    return run_train_point(point)
+    return run_train_point(resolve_lr(point))
+
+
+def resolve_lr(point):
+    """The point with lr_scale taken from its lr_from sweep, if it names one."""
+    from smoe.quality.verdicts import lr_scale_from
+
+    if not point.lr_from:
+        return point
+    return dataclasses.replace(point, lr_scale=lr_scale_from(point.lr_from, point.label))
 
 
 def parse_train_point(raw: dict):
@@ -59,8 +69,11 @@ def point_size(point) -> dict:
 
 
 def prepare_train_points(points: list) -> None:
-    """The corpus must be here before the first point trains."""
+    """The corpus and every lr_from choice must be there before the first point trains."""
     import jax
+
+    for point in points:
+        resolve_lr(point)
 
     from smoe.data import REGISTRY, cache_root, fetch
 
@@ -109,7 +122,7 @@ def write_report(directory: Path, out: Path, bootstrap: int, force: bool = False
     """Writes REPORT_FILES into `out`, each atomically; returns results.md. Inside the sweep directory they
     are derived files and are regenerated; in a directory of the user's own, existing ones need `force`."""
     from smoe.fit import loss_laws
-    from smoe.quality import figures, report
+    from smoe.quality import figures, report, verdicts
 
     with ResultStore(directory, create=False) as store:
         rows = store.rows()
@@ -126,7 +139,8 @@ def write_report(directory: Path, out: Path, bootstrap: int, force: bool = False
         if taken:
             raise UserError(f"quality report: --out {out} already holds {', '.join(taken)}; pass --force to "
                             f"replace them or choose another --out")
-        all_settings = report.settings(rows)
+        every_lr = report.settings(rows)
+        all_settings = report.best_lr(every_lr)
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -140,9 +154,15 @@ def write_report(directory: Path, out: Path, bootstrap: int, force: bool = False
         loss_laws.write_clark_csv(group, csv_path)
         clark[csv_path.name] = loss_laws.fit_clark_group(group, bootstrap, progress)
     budget_law = loss_laws.fit_budget_law(all_settings, bootstrap)
-    atomic.write_text(out / "fits.json", json.dumps({"clark": clark, "loss_vs_budget": budget_law}, indent=2) + "\n")
+    effects = {budget: verdicts.effects(all_settings, budget) for budget in budgets}
+    lr = verdicts.lr_choices(every_lr)
+    atomic.write_text(out / "fits.json", json.dumps(
+        {"clark": clark, "loss_vs_budget": budget_law, "lr_choice": lr,
+         "effects": [e.as_json() for found in effects.values() for e in found]}, indent=2) + "\n")
     figures.iso_flop_figure(all_settings, out / "iso_flop.png")
     figures.loss_vs_e_figure(all_settings, out / "loss_vs_e.png")
-    text = report.markdown(all_settings, comparisons, clark, budget_law, directory)
+    text = report.markdown(all_settings, comparisons, clark, budget_law, directory,
+                           {budget: [e.line() for e in found] for budget, found in effects.items()},
+                           verdicts.lr_table(lr, every_lr))
     atomic.write_text(out / "results.md", text)
     return text

@@ -4,7 +4,9 @@ Convention (written down in smoe/quality/README.md): a budget C is training FLOP
 matmul count, so tokens D = C / F where F = 3 x forward FLOPs per token (`train_flops_per_token`),
 and steps = round(D / (batch x seq_len)). Nothing is tuned per run: width alone sets the head count,
 batch and learning rate, and the budget alone sets the step count, so every family at a budget gets
-the same treatment and a difference in loss cannot come from a hand-picked setting.
+the same treatment and a difference in loss cannot come from a hand-picked setting. The one knob is
+`lr_scale`, a multiplier on the width's learning rate, which a point takes per family from a small
+learning-rate sweep at the smallest budget (`lr_from`: that sweep's directory; recorded in both reports).
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ EVALS_PER_RUN = 6  # intermediate evals give the loss curve that time-to-loss is
 LOGS_PER_RUN = 20  # train rows carry tokens/s; the median over them is the run's throughput
 PRE_LAYERS = 1
 _MODEL_DEFAULTS = {f.name: f.default for f in fields(ModelConfig)}
+# Quality-sweep families; hourglass is the dense model with the sectional shortening (sectional with
+# E = 1 and no mixing: pre blocks, pool r, full-width blocks at L/r, upsample), the control that
+# separates sectioning from shortening.
+FAMILIES = ("dense", "hourglass", "topk", "sectional")
+SHORTENED = ("hourglass", "sectional")
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,10 @@ class QualityPoint:
     seed: int = 0
     corpus: str = "shakespeare"
     eval_batches: int = 4
+    lr_scale: float = 1.0
+    # a learning-rate sweep's results directory: lr_scale becomes this family's choice there, at its
+    # smallest budget (resolved before the first point trains; see smoe/quality/verdicts.py)
+    lr_from: str = ""
 
     def __post_init__(self) -> None:
         # Model keys are validated by ModelConfig itself; only what a budget point adds is checked here.
@@ -58,12 +69,22 @@ class QualityPoint:
                 raise UserError(f"{name}: must be an integer >= {int(name == 'eval_batches')}, got {value!r}")
         if not (isinstance(self.budget, float) and math.isfinite(self.budget) and self.budget > 0):
             raise UserError(f"budget: must be a positive number of training FLOPs, got {self.budget!r}")
-        if self.family == "dense" and self.n_experts != 1:
-            raise UserError(f"n_experts: a dense model has no experts; drop it or set 1, got {self.n_experts}")
+        if not (isinstance(self.lr_scale, (int, float)) and not isinstance(self.lr_scale, bool)
+                and math.isfinite(self.lr_scale) and self.lr_scale > 0):
+            raise UserError(f"lr_scale: must be a positive multiplier of the width's learning rate, got {self.lr_scale!r}")
+        if not isinstance(self.lr_from, str):
+            raise UserError(f"lr_from: must be the results directory of a learning-rate sweep, got {self.lr_from!r}")
+        if self.family not in FAMILIES:
+            raise UserError(f"family: must be one of {', '.join(FAMILIES)}, got {self.family!r}")
+        if self.family in ("dense", "hourglass") and self.n_experts != 1:
+            raise UserError(f"n_experts: a {self.family} model has no experts; drop it or set 1, got {self.n_experts}")
         if self.family != "topk" and self.top_k != 1:
             raise UserError(f"top_k: only family topk routes tokens; drop it for {self.family}")
-        if self.family != "sectional" and self.shorten != 1:
-            raise UserError(f"shorten: only family sectional shortens the sequence; drop it for {self.family}")
+        if self.family not in SHORTENED and self.shorten != 1:
+            raise UserError(f"shorten: only families {' and '.join(SHORTENED)} shorten the sequence; "
+                            f"drop it for {self.family}")
+        if self.family == "hourglass" and self.shorten == 1:
+            raise UserError("shorten: hourglass without shortening is family dense; set shorten >= 2 or use dense")
         model_config(self)
         if self.d_model % HEAD_DIM and self.d_model > HEAD_DIM:
             raise UserError(f"d_model: must be a multiple of the head size {HEAD_DIM} (or at most it), "
@@ -76,6 +97,8 @@ class QualityPoint:
             return f"topk E{self.n_experts} {self._routing_label}"
         if self.family == "sectional":
             return f"sectional E{self.n_experts} r{self.shorten}"
+        if self.family == "hourglass":
+            return f"hourglass r{self.shorten}"
         return "dense"
 
     @property
@@ -116,6 +139,8 @@ def point_from_dict(point: dict) -> QualityPoint:
     if unknown:
         raise UserError(f"{unknown[0]}: unknown point field; valid fields are {sorted(_FIELDS)} plus arch, repeat "
                         "(run-config keys such as model.n_experts or E name the same fields)")
+    if merged.get("lr_from") and "lr_scale" in merged:
+        raise UserError("lr_scale: a point with lr_from takes its lr_scale from there; drop one of the two")
     for required in ("family", "d_model", "budget"):
         if required not in merged:
             raise UserError(f"{required}: every train point needs it; add it to base, grid or arch")
@@ -147,13 +172,27 @@ def batch_size(d_model: int) -> int:
     return 16 * max(1, d_model // 64)
 
 
+def heads_for(width: int) -> int:
+    """Heads of HEAD_DIM, the same per-head width for dense blocks and sectional experts; a width
+    that is not a multiple takes the most heads that divide it and are at least HEAD_DIM wide."""
+    return next(h for h in range(max(1, width // HEAD_DIM), 0, -1) if width % h == 0)
+
+
 def model_config(point: QualityPoint) -> ModelConfig:
-    """The point's model; ModelConfig's own checks reject bad values, named as the point names them."""
-    heads = max(1, point.d_model // HEAD_DIM) if isinstance(point.d_model, int) else 1
-    values = {"kind": point.family, "d_model": point.d_model, "n_layers": point.n_layers, "seq_len": point.seq_len,
-              "n_experts": point.n_experts, "top_k": point.top_k, "shorten": point.shorten, "n_heads": heads,
-              "pre_layers": PRE_LAYERS, "expert_heads": 1}
-    values |= {name: getattr(point, name) for name in _ADAPTIVE_FIELDS}
+    """The point's model; ModelConfig's own checks reject bad values, named as the point names them.
+
+    Sectional experts get heads of the dense head width (not one head per slice), and mixing across
+    slices only where there are slices to mix (E > 1): so sectional E = 1, r = 1 is the dense model,
+    weight for weight and step for step, and E = 1, r > 1 is the hourglass control.
+    """
+    d_model = point.d_model if isinstance(point.d_model, int) and point.d_model > 0 else 1
+    experts = point.n_experts if isinstance(point.n_experts, int) and point.n_experts > 0 else 1
+    sectional = point.family in SHORTENED
+    values = {"kind": "sectional" if sectional else point.family, "d_model": point.d_model,
+              "n_layers": point.n_layers, "seq_len": point.seq_len, "n_experts": point.n_experts,
+              "top_k": point.top_k, "shorten": point.shorten, "n_heads": heads_for(d_model),
+              "pre_layers": PRE_LAYERS, "expert_heads": heads_for(max(1, d_model // experts)),
+              "recombine": "mix" if point.family == "sectional" and experts > 1 else "none"}
     try:
         return config_from_dict({"model": values}).model
     except UserError as err:
@@ -171,7 +210,7 @@ def config_for_budget(point: QualityPoint) -> RunConfig:
         needed = MIN_STEPS * train_flops_per_token(model) * tokens_per_step
         raise UserError(f"budget: {point.budget:.3g} FLOPs gives {point.label} d={point.d_model} only {steps} steps; "
                         f"raise it to at least {needed:.3g} or use a smaller model")
-    train = TrainConfig(steps=steps, batch_size=batch, learning_rate=learning_rate(point.d_model),
+    train = TrainConfig(steps=steps, batch_size=batch, learning_rate=learning_rate(point.d_model) * point.lr_scale,
                         warmup_steps=steps // 10, seed=point.seed, eval_every=max(1, steps // EVALS_PER_RUN),
                         eval_batches=point.eval_batches, checkpoint_every=steps, keep_checkpoints=1,
                         log_every=max(1, steps // LOGS_PER_RUN))

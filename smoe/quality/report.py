@@ -2,8 +2,8 @@
 and the markdown that reports them.
 
 Definitions (also in smoe/quality/README.md):
-* a *setting* is one (budget, label, d_model); its seeds are averaged;
-* a family's result at a budget is its best setting by mean final validation loss;
+* a *setting* is one (budget, label, d_model, lr_scale); its seeds are averaged;
+* a family's result at a budget is its best setting (over d and lr_scale) by mean final validation loss;
 * the *iso-FLOP families* are the labels trained at every budget; only they are compared for a win,
   so a variant run at one budget only (the loss-vs-E points) cannot win by selection;
 * time-to-loss at a budget: the target is the worst iso-FLOP family's best final loss there (so every
@@ -30,6 +30,7 @@ class Setting:
     n_experts: int
     shorten: int
     runs: tuple[dict, ...]
+    lr_scale: float = 1.0
 
     def mean(self, field: str) -> float:
         return float(np.mean([run[field] for run in self.runs]))
@@ -60,10 +61,22 @@ class Setting:
 def settings(rows: list[dict]) -> list[Setting]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        groups[(row["budget"], row["label"], row["d_model"])].append(row)
+        # rows from before lr_scale existed ran at the width's learning rate
+        groups[(row["budget"], row["label"], row["d_model"], row.get("lr_scale", 1.0))].append(row)
     return [Setting(budget, label, runs[0]["family"], d_model, runs[0]["n_experts"], runs[0]["shorten"],
-                    tuple(sorted(runs, key=lambda run: run["seed"])))
-            for (budget, label, d_model), runs in sorted(groups.items())]
+                    tuple(sorted(runs, key=lambda run: run["seed"])), lr_scale)
+            for (budget, label, d_model, lr_scale), runs in sorted(groups.items())]
+
+
+def best_lr(all_settings: list[Setting]) -> list[Setting]:
+    """One setting per (budget, label, d_model): its best lr_scale, so tables, laws and figures see
+    each model once; the learning-rate choice itself is reported from the full list."""
+    best: dict[tuple, Setting] = {}
+    for s in all_settings:
+        key = (s.budget, s.label, s.d_model)
+        if key not in best or s.mean("val_ce") < best[key].mean("val_ce"):
+            best[key] = s
+    return [best[key] for key in sorted(best)]
 
 
 def iso_flop_labels(all_settings: list[Setting]) -> list[str]:
@@ -191,14 +204,21 @@ def _fmt_interval(ci) -> str:
 
 
 def markdown(all_settings: list[Setting], comparisons: list[dict], clark: dict, budget_law: dict,
-             directory: Path) -> str:
-    """results.md: per-budget tables and verdicts, the loss-vs-E table, and the fitted laws."""
+             directory: Path, effect_lines: dict[float, list[str]], lr_text: str) -> str:
+    """results.md: per-budget tables, verdicts and effects with intervals, the learning-rate choice,
+    the loss-vs-E table, and the fitted laws."""
     parts = [f"# Quality at equal compute: `{directory}`", "",
              f"Written by `smoe quality report {directory}`; definitions in smoe/quality/README.md.", ""]
     for comparison in comparisons:
         parts += [f"## Budget {comparison['budget']:.2g} FLOPs", "", budget_table(comparison), "",
                   _verdict(comparison), ""]
+        if effect_lines.get(comparison["budget"]):
+            parts += ["Effects (seed-mean val bpb difference, 95% Welch interval over seeds; negative: the "
+                      "first family is better):", ""]
+            parts += [f"* {line}" for line in effect_lines[comparison["budget"]]] + [""]
     parts += ["## Token routing", "", routing_table(all_settings), ""]
+    parts += ["## Learning-rate choice", "", "lr_scale multiplies the width's learning rate "
+              "(smoe/quality/heuristic.py); each family's best at every budget uses its best scale.", "", lr_text, ""]
     parts += ["## Sectional MoE: loss vs E", "", expert_table(all_settings), "", "## Loss laws", "",
               "Loss vs budget, L = k C^-gamma (val CE in nats, C in training FLOPs; 95% bootstrap over seeds):", "",
               "| family | gamma | 95% interval | k |", "|---|---|---|---|"]

@@ -13,6 +13,7 @@ from smoe.models.trunks import top_k_ffn
 from tests.models.helpers import activations, lm_logits, tiny, trunk_forward
 
 TOL = dict(rtol=2e-4, atol=2e-5)
+TINY_SEQ = tiny().seq_len
 
 
 def test_dense_block_matches_loop_reference():
@@ -29,6 +30,8 @@ def test_dense_block_matches_loop_reference():
 def test_sectional_trunk_matches_loop_reference(n_experts, shorten, recombine):
     cfg = tiny(n_experts=n_experts, shorten=shorten, recombine=recombine, expert_heads=1)
     model = make_model(cfg, seed=2)
+    if recombine == "mix":  # zero at init, where a wrong mixing would go unseen
+        model.trunk.w_mix_dd[...] = 0.3 * jax.random.normal(jax.random.key(2), model.trunk.w_mix_dd.shape)
     x = activations(cfg)
     fast, _ = trunk_forward(model, jnp.asarray(x))
     np.testing.assert_allclose(np.asarray(fast), reference.sectional_trunk(model.trunk, x, cfg), **TOL)
@@ -62,6 +65,24 @@ def test_sectional_with_one_expert_and_no_shortening_is_the_dense_model():
     tokens = jax.random.randint(jax.random.key(0), (2, sectional_cfg.seq_len), 0, 256)
     np.testing.assert_allclose(np.asarray(lm_logits(sectional, tokens)), np.asarray(lm_logits(dense, tokens)),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_sectional_with_one_expert_starts_from_the_dense_weights_for_the_same_seed():
+    sectional_cfg = tiny(n_experts=1, shorten=1, recombine="none", expert_heads=2, n_layers=3, pre_layers=1)
+    sectional, dense = make_model(sectional_cfg, seed=4), make_model(tiny(kind="dense", n_layers=3), seed=4)
+    experts = sectional.trunk.experts.weights()
+    for layer, block in enumerate(dense.trunk.blocks):
+        w = (sectional.trunk.pre_blocks[0].weights() if layer == 0
+             else jax.tree.map(lambda a, i=layer - 1: a[0, i], experts))
+        for name, value in block.weights()._asdict().items():
+            np.testing.assert_array_equal(np.asarray(getattr(w, name)), np.asarray(value), err_msg=name)
+    np.testing.assert_array_equal(np.asarray(sectional.head_dv[...]), np.asarray(dense.head_dv[...]))
+
+
+def test_mixing_starts_as_no_mixing():
+    tokens = jax.random.randint(jax.random.key(0), (2, TINY_SEQ), 0, 256)
+    mixed, plain = (make_model(tiny(recombine=mode), seed=8) for mode in ("mix", "none"))
+    np.testing.assert_array_equal(np.asarray(lm_logits(mixed, tokens)), np.asarray(lm_logits(plain, tokens)))
 
 
 @pytest.mark.parametrize("kind,shorten", [("dense", 1), ("topk", 1), ("sectional", 4)])

@@ -113,6 +113,11 @@ def test_adaptive_routing_keys_reach_the_model_and_the_label():
     ({"family": "topk", "d_model": 32, "budget": 1e12, "n_experts": 4, "routing": "controlled", "k_target": 5.0},
      "k_target"),
     ({"family": "topk", "d_model": 32, "budget": 1e12, "n_experts": 4, "balance": "aux"}, "balance"),
+    ({"family": "hourglass", "d_model": 32, "budget": 1e12}, "shorten"),
+    ({"family": "hourglass", "d_model": 32, "budget": 1e12, "shorten": 2, "n_experts": 2}, "n_experts"),
+    ({"family": "dense", "d_model": 32, "budget": 1e12, "lr_scale": 0}, "lr_scale"),
+    ({"family": "dense", "d_model": 32, "budget": 1e12, "lr_scale": 2.0, "lr_from": "runs/lr"}, "lr_scale"),
+    ({"family": "dense", "d_model": 32, "budget": 1e12, "lr_from": 3}, "lr_from"),
 ])
 def test_bad_points_are_refused_with_one_line_naming_the_field(raw, field):
     with pytest.raises(UserError) as err:
