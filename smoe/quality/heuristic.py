@@ -193,6 +193,7 @@ def model_config(point: QualityPoint) -> ModelConfig:
               "top_k": point.top_k, "shorten": point.shorten, "n_heads": heads_for(d_model),
               "pre_layers": PRE_LAYERS, "expert_heads": heads_for(max(1, d_model // experts)),
               "recombine": "mix" if point.family == "sectional" and experts > 1 else "none"}
+    values |= {name: getattr(point, name) for name in _ADAPTIVE_FIELDS}
     try:
         return config_from_dict({"model": values}).model
     except UserError as err:
