@@ -63,6 +63,11 @@ def setting_label(setting: dict, keys=("d", "L", "processes", "n_layers", "batch
     return sep.join(f"{k}={setting[k]}" for k in keys if k in setting)
 
 
+def verdict_of(entry: dict) -> str:
+    """agree / consistent / disagree (the pre-pairing fit.json spelt it out in a sentence)."""
+    return entry["verdict"].split(":")[0].lower()
+
+
 def median_band(samples: list[float], rng: np.random.Generator) -> tuple[float, float, float]:
     """The median and a 95% bootstrap interval of it (resampling rounds)."""
     samples = np.asarray(samples)
@@ -88,13 +93,14 @@ def plot_laws(ax, entry: dict, color: str) -> None:
                 label=f"{law}{' (chosen)' if chosen else ''}: leave-one-E-out {100 * values['cv_error']:.1f}%")
     if "laws" not in fit:  # the pre-pairing format: one alpha*E^2 fit
         ax.plot(grid, figlib.series(fit["coefficients"], grid) * 1e3, color="black", label="alpha*E^2 fit")
-    tied = fit.get("tied_set") or [entry["measured_best_e"]]
-    ax.axvspan(min(tied) / 1.15, max(tied) * 1.15, color="tab:green", alpha=0.12,
-               label=f"tied with the fastest at 95%: {tied}")
+    tied = fit.get("tied_set")
+    if tied:
+        ax.axvspan(min(tied) / 1.15, max(tied) * 1.15, color="tab:green", alpha=0.12,
+                   label=f"tied with the fastest at 95%: {tied}")
     ax.set_xscale("log", base=2)
     ax.set_xticks(e, labels=[str(v) for v in e])
     ax.set_xlabel("E (number of experts)")
-    ax.set_title(f"verdict: {entry['verdict']} (law's best measured E "
+    ax.set_title(f"verdict: {verdict_of(entry)} (law's best measured E "
                  f"{fit.get('predicted_best_e', fit['e_opt_integer'])}, fastest {entry['measured_best_e']})", fontsize=9)
 
 
@@ -198,7 +204,7 @@ for name in SOURCES:
         for program in ("train_step",):
             entry = group["fits"][program]
             fit = entry["fit"]
-            labels.append(f"{name}\n{setting_label(group['setting'], ('d', 'processes'), chr(10))}\n{entry['verdict']}")
+            labels.append(f"{name}\n{setting_label(group['setting'], ('d', 'processes'), chr(10))}\n{verdict_of(entry)}")
             fitted.append(np.nan if fit["e_opt"] is None else fit["e_opt"])
             ci = fit["e_opt_ci"] or [np.nan, np.nan]
             intervals.append([np.nan if v is None else v for v in ci])
@@ -206,7 +212,7 @@ for name in SOURCES:
             best.append(entry["measured_best_e"])
             tied.append(fit.get("tied_set") or [])
             print(f"{name:12s} {setting_label(group['setting']):40s} {program:10s} law={fit.get('overhead_law', 'quadratic'):9s} "
-                  f"{entry['verdict']}")
+                  f"{verdict_of(entry)}")
 
 x = np.arange(len(labels))
 intervals = np.array(intervals, dtype=float)
