@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from smoe.accounting import TRAIN_FLOPS_PER_FORWARD
 from smoe.errors import UserError
 from smoe.fit.series import fit_series
 from smoe.measure.point import CONFIG_KEYS, MEASURE_KEYS
@@ -110,8 +111,9 @@ def exchange_latency_bandwidth(rows: list[dict], args) -> dict | None:
 def growth_split(fits: dict, rows: list[dict], regime: str) -> dict | None:
     """The step's growing term split into exchange and expert compute, each fitted with the step's law.
 
-    The experts program is one device's share; in the work reading (devices sharing the cores) the
-    step spends devices x that on expert compute, so its coefficients are scaled by the mesh size.
+    The experts program is one device's forward share; the step also runs its backward (train FLOPs
+    = 3 x forward, smoe.accounting), and in the work reading (devices sharing the cores) it spends
+    devices x that, so the experts coefficients are scaled by 3 (x the mesh size in the work reading).
     """
     if not all(p in fits and fits[p]["fit"]["laws"] for p in FITTED_PROGRAMS):
         return None
@@ -119,8 +121,9 @@ def growth_split(fits: dict, rows: list[dict], regime: str) -> dict | None:
     if any(law not in fits[p]["fit"]["laws"] for p in FITTED_PROGRAMS):
         return None
     devices = rows[0]["mesh_data"] * rows[0]["mesh_expert"] if regime == "work" else 1
+    scale = TRAIN_FLOPS_PER_FORWARD * devices
     coefficients = {p: fits[p]["fit"]["laws"][law]["coefficients"] for p in FITTED_PROGRAMS}
-    experts_scaled = {k: (v if k == "p" else devices * v) for k, v in coefficients["experts"].items()}
+    experts_scaled = {k: (v if k == "p" else scale * v) for k, v in coefficients["experts"].items()}
     measured = {p: {m["E"]: m["median_s"] for m in fits[p]["measured"]} for p in FITTED_PROGRAMS}
     split = attribute_growth(sorted(measured["train_step"]), coefficients["train_step"], coefficients["exchange"],
                              experts_scaled)
@@ -129,8 +132,8 @@ def growth_split(fits: dict, rows: list[dict], regime: str) -> dict | None:
         e = row["E"]
         row["measured_step_growth_s"] = measured["train_step"][e] - measured["train_step"][e0]
         row["measured_exchange_growth_s"] = measured["exchange"][e] - measured["exchange"][e0]
-        row["measured_expert_compute_growth_s"] = devices * (measured["experts"][e] - measured["experts"][e0])
-    return {"law": law, "expert_compute_scale": devices, "rows": split, "dominant": _dominant(split[-1])}
+        row["measured_expert_compute_growth_s"] = scale * (measured["experts"][e] - measured["experts"][e0])
+    return {"law": law, "expert_compute_scale": scale, "rows": split, "dominant": _dominant(split[-1])}
 
 
 def _dominant(row: dict) -> str:
@@ -213,7 +216,7 @@ def _exchange_lines(group: dict) -> list[str]:
         last = split["rows"][-1]
         lines.append(f"  train-step growth E={split['rows'][0]['E']}->{last['E']} by the {split['law']} law: "
                      f"{1e3 * last['step_growth_s']:.1f} ms, exchange {1e3 * last['exchange_growth_s']:.1f} ms, "
-                     f"expert compute (x{split['expert_compute_scale']} devices) "
+                     f"expert compute (experts program x{split['expert_compute_scale']:g}: backward, devices) "
                      f"{1e3 * last['expert_compute_growth_s']:.1f} ms -> mostly {split['dominant']}; measured median change: "
                      f"step {1e3 * last['measured_step_growth_s']:+.1f} ms, exchange "
                      f"{1e3 * last['measured_exchange_growth_s']:+.1f} ms, expert compute "

@@ -73,7 +73,7 @@ def test_paired_setting_gives_the_verdict_drift_and_exchange_split(tmp_path, cap
     assert latency["a"] == pytest.approx(LATENCY, rel=0.2) and latency["b"] == pytest.approx(PER_BYTE, rel=0.2)
     assert latency["ci"]["b"][0] <= latency["b"] <= latency["ci"]["b"][1]
     split = group["growth_split"]
-    assert split["law"] == "quadratic" and split["expert_compute_scale"] == DEVICES
+    assert split["law"] == "quadratic" and split["expert_compute_scale"] == 3 * DEVICES
     assert [row["E"] for row in split["rows"]] == list(EXPERTS)
     # The truth's growth is neither the exchange (microseconds) nor the experts program (tens of microseconds).
     assert split["dominant"] == "neither (unexplained)"
