@@ -159,7 +159,7 @@ for (left, right), group in zip(axes, groups):
         left.plot(x, (latency["t0"] + latency["a"] * messages + latency["b"] * x) * 1e3, "-", color=color, linewidth=1)
     ci = latency["ci"]
     left.set(xscale="log", yscale="log", xlabel="bytes sent per device", ylabel="exchange time (ms), median")
-    left.set_title(f"{setting_label(group['setting'])}: a = {latency['a']:.2g} s/message "
+    left.set_title(f"{setting_label(group['setting'])}:\na = {latency['a']:.2g} s/message "
                    f"[{ci['a'][0]:.2g}, {ci['a'][1]:.2g}], b = {latency['b']:.2g} s/byte "
                    f"[{ci['b'][0]:.2g}, {ci['b'][1]:.2g}]", fontsize=9)
     left.legend(fontsize=7)
@@ -171,7 +171,7 @@ for (left, right), group in zip(axes, groups):
     split = group.get("growth_split")
     if split:
         last = split["rows"][-1]
-        right.set_title(f"step growth to E={last['E']} ({split['law']} law): {1e3 * last['step_growth_s']:.0f} ms; "
+        right.set_title(f"step growth to E={last['E']} ({split['law']} law): {1e3 * last['step_growth_s']:.0f} ms;\n"
                         f"exchange {1e3 * last['exchange_growth_s']:.1f} ms, expert compute "
                         f"{1e3 * last['expert_compute_growth_s']:.0f} ms: mostly {split['dominant']}", fontsize=9)
     right.legend(fontsize=7)
