@@ -265,3 +265,15 @@ def params_active(cfg: ModelConfig) -> int:
         return params_total(cfg)
     inactive = (cfg.n_experts - cfg.capacity_k) * _expert_ffn_params(cfg) + _fallback_params(cfg)
     return round(params_total(cfg) - cfg.n_layers * inactive)
+
+
+FP32_BYTES = 4
+
+
+def exchange_traffic(cfg: ModelConfig, batch: int, mesh_data: int, mesh_expert: int, scale: int = 1) -> dict:
+    """What one device sends in the sectional expert stage's exchange (two all-to-alls over the
+    `expert` mesh axis) on a buffer of `scale` times the batch: one message to each other device of
+    its expert group per all-to-all, carrying that device's share of the local fp32 buffer."""
+    local_bytes = FP32_BYTES * scale * batch * (cfg.seq_len // cfg.shorten) * cfg.d_model / (mesh_data * mesh_expert)
+    return {"messages_per_device": 2 * (mesh_expert - 1),
+            "bytes_per_device": 2 * local_bytes * (mesh_expert - 1) / mesh_expert}

@@ -1,5 +1,7 @@
-"""The fit figure: measured seconds vs E with error bars, the chosen law's S(E) and its parts, the
-other laws' curves, E_opt."""
+"""The fit figure, one row per setting: per program (train step, exchange, expert compute) the
+measured seconds vs E (paired: drift-normalised) with error bars, the chosen law's S(E) and its
+parts, the other laws' curves, E_opt and the verdict; then the exchange against bytes per device
+with the latency + bandwidth fit, and which part the step's growth comes from."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smoe.fit.sweep import median_band
+from smoe.fit.sweep import FITTED_PROGRAMS, median_band
 from theory.overhead_laws import law_value
 
 PART_LABELS = {"const": "E-independent", "inv_e": "c/E", "inv_e2": "c/E^2", "alpha": "alpha*E^2",
@@ -46,8 +48,43 @@ def _panel(ax, entry: dict, title: str) -> None:
     ax.set_ylim(bottom=0)
     ax.set_xlabel("experts E")
     ax.set_ylabel(f"{entry['program']} time (ms)")
-    ax.set_title(f"{title}\nverdict: {entry['verdict']}", fontsize=9)
+    ax.set_title(f"{title}\nlaw: {fit['overhead_law']}, best measured E by the law {fit['predicted_best_e']}, "
+                 f"measured fastest {entry['measured_best_e']} (tied {fit['tied_set']}): {entry['verdict']}", fontsize=8)
     ax.legend(fontsize=7)
+
+
+def _exchange_panel(ax, group: dict) -> None:
+    latency = group["exchange_latency_bandwidth"]
+    settings = latency["settings"]
+    messages = sorted({s["messages_per_device"] for s in settings})
+    colors = dict(zip(messages, ("tab:grey", "tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown")))
+    for m in messages:
+        pts = sorted((s for s in settings if s["messages_per_device"] == m), key=lambda s: s["bytes_per_device"])
+        x = np.array([max(s["bytes_per_device"], 1.0) for s in pts])
+        ax.plot(x, [1e3 * s["median_s"] for s in pts], "o", color=colors.get(m, "black"),
+                label=f"{m:g} messages/device")
+        grid = np.geomspace(x.min(), x.max() * 1.2, 50) if x.max() > x.min() else x
+        ax.plot(grid, 1e3 * (latency["t0"] + latency["a"] * m + latency["b"] * grid), "-", linewidth=1,
+                color=colors.get(m, "black"))
+    ci = latency["ci"] or {}
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("bytes sent per device (0 plotted at 1)")
+    ax.set_ylabel("exchange time (ms), median")
+    title = (f"exchange = t0 + a*messages + b*bytes: a = {latency['a']:.2g} s/message {_ci(ci.get('a'))}, "
+             f"b = {latency['b']:.2g} s/byte {_ci(ci.get('b'))}")
+    split = group.get("growth_split")
+    if split:
+        last = split["rows"][-1]
+        title += (f"\nstep growth E={split['rows'][0]['E']}->{last['E']} ({split['law']} law): "
+                  f"{1e3 * last['step_growth_s']:.0f} ms; exchange {1e3 * last['exchange_growth_s']:.1f} ms, "
+                  f"expert compute {1e3 * last['expert_compute_growth_s']:.1f} ms: mostly {split['dominant']}")
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7)
+
+
+def _ci(ci) -> str:
+    return "" if not ci else f"[{ci[0]:.2g}, {ci[1]:.2g}]"
 
 
 def write_figure(result: dict, path: Path) -> None:
@@ -57,17 +94,25 @@ def write_figure(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     groups = result["groups"]
-    programs = sorted({p for g in groups for p in g["fits"]})
-    fig, axes = plt.subplots(len(groups), len(programs), figsize=(6 * len(programs), 4.2 * len(groups)),
-                             squeeze=False)
+    programs = [p for p in FITTED_PROGRAMS if any(p in g["fits"] for g in groups)]
+    with_exchange = any(g.get("exchange_latency_bandwidth") for g in groups)
+    columns = len(programs) + with_exchange
+    fig, axes = plt.subplots(len(groups), columns, figsize=(6 * columns, 4.6 * len(groups)), squeeze=False)
     for row, group in enumerate(groups):
         setting = ", ".join(f"{k}={v}" for k, v in group["setting"].items()
                             if k in ("d", "L", "r", "batch", "devices", "processes", "n_layers"))
+        drift = "" if group.get("drift_cv") is None else f", paired, dense drift CV {100 * group['drift_cv']:.1f}%"
         for col, program in enumerate(programs):
             if program in group["fits"]:
-                _panel(axes[row][col], group["fits"][program], f"{program}: {setting} ({result['regime']} fit)")
+                _panel(axes[row][col], group["fits"][program],
+                       f"{program}: {setting} ({result['regime']} fit{drift})")
             else:
                 axes[row][col].set_visible(False)
+        if with_exchange:
+            if group.get("exchange_latency_bandwidth"):
+                _exchange_panel(axes[row][-1], group)
+            else:
+                axes[row][-1].set_visible(False)
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=110)

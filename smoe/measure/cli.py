@@ -3,7 +3,8 @@
 CONFIG holds `points:` (a list of mappings) or one point as the top-level mapping. A point is a
 partial run config (dotted `model.n_experts: 8`, nested `model: {...}` or bare `n_layers: 3`; short
 aliases E, d, L, r, batch, mesh_data, mesh_expert) plus the measurement keys repeats, baselines,
-devices, processes. `--set E=8` overrides a key in every point. With `baselines: true` the dense and
+devices, processes, experts, payloads (`experts: [1, 2, 4]` times all those E of one setting in
+shuffled rounds with the dense baseline; the table shows one row per E). `--set E=8` overrides a key in every point. With `baselines: true` the dense and
 top-k models of the same size are measured too, and the table shows sectional/dense step time next
 to the FLOP-predicted ratio.
 """
@@ -20,6 +21,7 @@ from smoe.errors import UserError
 from smoe.launch import emulate_cpu_devices
 from smoe.measure.point import MeasurePoint, devices_needed, parse_point
 from smoe.sweep.kinds import SweepKind, register_kind
+from smoe.sweep.store import result_rows
 
 PROGRAM_COLUMNS = ("train_step", "forward", "pre_expert", "experts", "exchange")
 
@@ -48,9 +50,11 @@ def prepare_points(points: list[MeasurePoint]) -> None:
 
 
 def point_size(point: MeasurePoint) -> dict:
-    cfg = point.config
-    return {"params": accounting.params_total(cfg.model),
-            "train_step_flops": accounting.TRAIN_FLOPS_PER_FORWARD * accounting.analytic_flops(cfg.model, cfg.train.batch_size)}
+    """A setting (`experts:`) shows its largest model's parameters and its E's train FLOPs summed."""
+    configs = [member.config for member in point.members or (point,)]
+    return {"params": max(accounting.params_total(cfg.model) for cfg in configs),
+            "train_step_flops": sum(accounting.TRAIN_FLOPS_PER_FORWARD
+                                    * accounting.analytic_flops(cfg.model, cfg.train.batch_size) for cfg in configs)}
 
 
 register_kind("measure", SweepKind(run=_sweep_point, parse=parse_point, prepare=prepare_points, size=point_size))
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         record = run_measure_point(p)
         if args.json:
             print(json.dumps(record), flush=True)
-        records.append(record)
+        records += result_rows(record)
     if not args.json:
         print(format_table(records, peak))
     return 0

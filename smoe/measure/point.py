@@ -3,7 +3,9 @@
 A point is a mapping of run-config keys, dotted (`model.n_experts`), nested (`model: {...}`), bare
 (`n_layers`) or by a short alias from `smoe.config.ALIASES` (E, d, L, r, batch, mesh_data, ...),
 plus the measurement keys of MeasureSpec. `parse_point` converts and validates it once into a
-MeasurePoint; everything downstream takes that object. Jax-free on purpose: the CLI validates points
+MeasurePoint; everything downstream takes that object. A point with `experts: [1, 2, 4, ...]` is
+one *setting* with all its E: its `members` are the single-E points, measured together in rounds
+(smoe/measure/setting.py) so that drift of the machine hits every E and the dense baseline alike. Jax-free on purpose: the CLI validates points
 and counts the devices they need before jax starts.
 """
 
@@ -32,17 +34,28 @@ DEFAULTS = {"kind": "sectional", "E": 4, "d": 128, "L": 128, "r": 1, "batch": 8,
 @dataclass(frozen=True)
 class MeasureSpec:
     """What steers a measurement rather than the model. `devices: N` places experts one group per
-    device group (mesh.expert = gcd(E, N), the rest data), so a sweep over E needs no mesh per point."""
+    device group (mesh.expert = gcd(E, N), the rest data), so a sweep over E needs no mesh per point.
+
+    experts: every E of one setting, timed in the same process in rounds (each round every E and the
+    dense baseline once, in a freshly shuffled order seeded by train.seed); `repeats` is then the
+    number of rounds. payloads: multiples of the expert-stage buffer at which the exchange is also
+    timed at every E (latency vs bandwidth); 1 is always timed.
+    """
 
     repeats: int | None = None
     baselines: bool = False
     devices: int | None = None
     processes: int = 1
+    experts: tuple[int, ...] | None = None
+    payloads: tuple[int, ...] = (1,)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "baselines":
+            if f.name in ("experts", "payloads"):
+                if value is not None:
+                    object.__setattr__(self, f.name, _ascending_ints(f.name, value))
+            elif f.name == "baselines":
                 if not isinstance(value, bool):
                     raise UserError(f"point.baselines: must be true or false, got {value!r}")
             elif value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -52,15 +65,28 @@ class MeasureSpec:
 MEASURE_KEYS = {f.name: f.type for f in dataclasses.fields(MeasureSpec)}
 
 
+def _ascending_ints(name: str, value: Any) -> tuple[int, ...]:
+    if (not isinstance(value, (list, tuple)) or not value
+            or any(not isinstance(v, int) or isinstance(v, bool) or v < 1 for v in value)):
+        raise UserError(f"point.{name}: must be a non-empty list of positive integers, e.g. {name}: [1, 2, 4], "
+                        f"got {value!r}")
+    if list(value) != sorted(set(value)):
+        raise UserError(f"point.{name}: list each value once in ascending order, got {list(value)!r}")
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class MeasurePoint:
-    config: RunConfig
+    config: RunConfig  # with spec.experts: the config at the smallest E
     spec: MeasureSpec
     # The point in record names with defaults filled in: the leading fields of its record.
     fields: dict = field(compare=False)
+    # With spec.experts: one single-E point per E of the setting (else empty).
+    members: tuple[MeasurePoint, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
-        check_processes(self.spec.processes, self.config.mesh.size, "point.processes")
+        for point in self.members or (self,):
+            check_processes(self.spec.processes, point.config.mesh.size, "point.processes")
 
 
 def _flatten(point: dict) -> dict[str, Any]:
@@ -84,8 +110,22 @@ def parse_point(point: Any) -> MeasurePoint:
         raise UserError(f"point: must be a mapping of key: value, got {point!r}")
     flat = _flatten(point)
     spec = MeasureSpec(**{k: v for k, v in flat.items() if k in MEASURE_KEYS})
+    if spec.experts is not None:
+        return _parse_setting(flat, spec)
     full = DEFAULTS | {k: v for k, v in flat.items() if k != "repeats"} | _mesh_for_devices(flat)
     return MeasurePoint(_to_config(full), spec, full)
+
+
+def _parse_setting(flat: dict, spec: MeasureSpec) -> MeasurePoint:
+    """One point per E; the setting's fields are theirs without E and the mesh (which follow E)."""
+    if "E" in flat:
+        raise UserError("point.E: give either E (one point) or experts (a list: all E of one setting), not both")
+    if "devices" not in flat and ("mesh_data" in flat or "mesh_expert" in flat):
+        raise UserError("point.experts: the mesh must follow E; give devices: N instead of mesh_data/mesh_expert")
+    single = {k: v for k, v in flat.items() if k != "experts"}
+    members = tuple(parse_point(single | {"E": e}) for e in spec.experts)
+    fields = {k: v for k, v in members[0].fields.items() if k not in ("E", "mesh_data", "mesh_expert")}
+    return MeasurePoint(members[0].config, spec, fields | {"experts": list(spec.experts)}, members)
 
 
 def _mesh_for_devices(point: dict) -> dict:
@@ -119,4 +159,4 @@ def baseline_config(cfg: RunConfig, kind: str) -> RunConfig:
 
 
 def devices_needed(points: list[MeasurePoint]) -> int:
-    return max(p.config.mesh.size for p in points)
+    return max(m.config.mesh.size for p in points for m in (p.members or (p,)))

@@ -8,6 +8,7 @@ cost and memory numbers and the wall time describe the same code.
 * pre_expert  - sectional only: the trunk's `expert_input` (embedding, pre-expert blocks, pooling, slicing)
 * experts     - sectional only: one device's expert block stack under vmap, no collectives
 * exchange    - sectional only: the model's own `expert_parallel.exchange` alone, on the same buffer shape
+* exchange_xK - the same exchange on a buffer K times larger (K in `payloads`), for latency vs bandwidth
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ class Program:
     run: Callable[[], Any]  # one call of the compiled program on prepared inputs
 
 
-def build_programs(cfg: RunConfig) -> dict[str, Program]:
+def exchange_program(scale: int) -> str:
+    return "exchange" if scale == 1 else f"exchange_x{scale}"
+
+
+def build_programs(cfg: RunConfig, payloads=(1,)) -> dict[str, Program]:
     mesh = sharding.make_mesh(cfg.mesh)
     built = steps.build(cfg, mesh)
     window = _window(cfg, mesh)
@@ -41,7 +46,8 @@ def build_programs(cfg: RunConfig) -> dict[str, Program]:
     if cfg.model.kind == "sectional":
         programs["pre_expert"] = _pre_expert(built, window, mesh)
         programs["experts"] = _experts(built, cfg)
-        programs["exchange"] = _exchange(cfg, mesh)
+        for scale in sorted({1, *payloads}):
+            programs[exchange_program(scale)] = _exchange(cfg, mesh, scale)
     programs["train_step"] = _train_step(built, window)
     return programs
 
@@ -138,9 +144,11 @@ def _experts(built: steps.Programs, cfg: RunConfig) -> Program:
     return Program(compiled, lambda: compiled(weights, x_besw))
 
 
-def _exchange(cfg: RunConfig, mesh: Mesh) -> Program:
-    """The model's own expert-stage all-to-alls (smoe.models.expert_parallel.exchange) alone."""
-    shape = expert_input_shape(cfg)
+def _exchange(cfg: RunConfig, mesh: Mesh, scale: int = 1) -> Program:
+    """The model's own expert-stage all-to-alls (smoe.models.expert_parallel.exchange) alone, on the
+    expert-stage buffer with `scale` times its batch rows (scale 1: the model's own buffer)."""
+    batch, *rest = expert_input_shape(cfg)
+    shape = (scale * batch, *rest)
     x_besw = jax.device_put(np.random.default_rng(0).standard_normal(shape, dtype=np.float32),
                             sharding.batch_sharding(mesh)).astype(cfg.model.compute_dtype)
     compiled = _compile_under_mesh(jax.jit(exchange), mesh, x_besw)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import sys
 
 import jax
@@ -12,7 +13,7 @@ from tqdm import tqdm
 from smoe import accounting
 from smoe.measure import analysis, point as points
 from smoe.measure.point import MeasurePoint
-from smoe.measure.programs import build_programs
+from smoe.measure.programs import build_programs, exchange_program
 from smoe.measure.timing import time_round_robin
 
 DEFAULT_REPEATS = 5
@@ -31,21 +32,31 @@ def context() -> dict:
     }
 
 
-def _static_fields(cfg) -> dict:
-    """What one model kind's record holds besides timings: analytic (and the paper's) FLOPs."""
+def static_fields(cfg, payloads=(1,)) -> dict:
+    """What one model kind's record holds besides timings: analytic (and the paper's) FLOPs, and
+    what each timed exchange sends per device."""
     forward_flops = accounting.analytic_flops(cfg.model, cfg.train.batch_size)
     out = {"analytic_flops.forward": forward_flops,
            "analytic_flops.train_step": accounting.TRAIN_FLOPS_PER_FORWARD * forward_flops}
     if cfg.model.kind == "sectional":
         paper = accounting.paper_cost_flops(cfg.model, cfg.train.batch_size)
         out |= paper | {"theory.fraction_of_analytic_forward": sum(paper.values()) / forward_flops}
+        for scale in sorted({1, *payloads}):
+            traffic = accounting.exchange_traffic(cfg.model, cfg.train.batch_size, cfg.mesh.data, cfg.mesh.expert, scale)
+            out |= {f"{exchange_program(scale)}.{key}": value for key, value in traffic.items()}
     return out
 
 
-def _program_fields(program, timing: dict) -> dict:
-    return {"median_s": timing["median_s"], "samples_s": timing["samples_s"],
+def program_fields(program, samples: list[float]) -> dict:
+    return {"median_s": statistics.median(samples), "samples_s": samples,
             **analysis.xla_cost(program.compiled), **analysis.xla_memory(program.compiled),
             **{f"collectives.{op}": n for op, n in analysis.collective_counts(program.compiled).items()}}
+
+
+def dense_ratios(record: dict, dense: str) -> dict:
+    """Sectional/dense median step time next to the analytic FLOP ratio; `dense` is the dense fields' prefix."""
+    return {"ratio.step_time_over_dense": record["train_step.median_s"] / record[f"{dense}train_step.median_s"],
+            "ratio.flops_over_dense": record["analytic_flops.forward"] / record[f"{dense}analytic_flops.forward"]}
 
 
 def measure_point(point: MeasurePoint, repeats: int = DEFAULT_REPEATS) -> dict:
@@ -64,17 +75,24 @@ def measure_point(point: MeasurePoint, repeats: int = DEFAULT_REPEATS) -> dict:
     programs = {}
     for prefix, cfg in tqdm(configs.items(), desc="compiling", unit="model", disable=None, leave=False,
                             file=sys.stderr):
-        record |= {prefix + key: value for key, value in _static_fields(cfg).items()}
-        programs |= {prefix + name: program for name, program in build_programs(cfg).items()}
+        payloads = point.spec.payloads if prefix == "" else ()
+        record |= {prefix + key: value for key, value in static_fields(cfg, payloads).items()}
+        programs |= {prefix + name: program for name, program in build_programs(cfg, payloads).items()}
     timings = time_round_robin({name: program.run for name, program in programs.items()}, repeats=repeats)
     for name, program in programs.items():
-        record |= {f"{name}.{key}": value for key, value in _program_fields(program, timings[name]).items()}
+        record |= {f"{name}.{key}": value for key, value in program_fields(program, timings[name]["samples_s"]).items()}
     if point.spec.baselines:
-        dense = "" if kind == "dense" else "baseline.dense."
-        record["ratio.step_time_over_dense"] = record["train_step.median_s"] / record[f"{dense}train_step.median_s"]
-        record["ratio.flops_over_dense"] = (record["analytic_flops.forward"]
-                                            / record[f"{dense}analytic_flops.forward"])
+        record |= dense_ratios(record, "" if kind == "dense" else "baseline.dense.")
     return record
+
+
+def measure(point: MeasurePoint, repeats: int) -> dict:
+    """A single-E point's record, or a setting's rows (`experts:`) timed together in rounds."""
+    if point.members:
+        from smoe.measure.setting import measure_setting
+
+        return measure_setting(point, repeats)
+    return measure_point(point, repeats)
 
 
 def run_measure_point(point: MeasurePoint) -> dict:
@@ -85,4 +103,4 @@ def run_measure_point(point: MeasurePoint) -> dict:
         from smoe.measure.worker import measure_in_processes
 
         return measure_in_processes(point, repeats)
-    return measure_point(point, repeats)
+    return measure(point, repeats)

@@ -1,7 +1,8 @@
 """One process of a multi-process measurement: `python -m smoe.measure.worker POINT.json OUT.json ...`.
 
 Started by `measure_in_processes` through the same launcher as `smoe train --processes`; every
-process runs the same programs (the collectives need all of them), process 0 writes the record.
+process runs the same programs in the same order (the collectives need all of them; a setting's
+shuffled round order comes from the same seed everywhere), process 0 writes the record.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     from smoe.measure.point import parse_point
-    from smoe.measure.record import measure_point
+    from smoe.measure.record import measure
 
-    record = measure_point(parse_point(json.loads(Path(args.point).read_text())), args.repeats)
+    record = measure(parse_point(json.loads(Path(args.point).read_text())), args.repeats)
     if jax.process_index() == 0:
         atomic.write_text(args.out, json.dumps(record))
     return 0

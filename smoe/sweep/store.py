@@ -1,7 +1,9 @@
 """Durable per-point sweep results in DIR/results.sqlite.
 
 Every state change is its own committed transaction, so a process killed at any instant leaves
-each point either fully done or not done (and the runner redoes it)."""
+each point either fully done or not done (and the runner redoes it). A result `{"rows": [...],
+**shared}` is several rows of one point, stored in one transaction (a measurement setting: one row
+per E); reading and export give one row per entry, `point | shared | row`, keyed `KEY#i`."""
 
 from __future__ import annotations
 
@@ -151,14 +153,22 @@ class ResultStore:
             "SELECT key, point_json, result_json FROM points WHERE status = 'done' ORDER BY rowid").fetchall()
         return [(key, json.loads(point), json.loads(result)) for key, point, result in rows]
 
+    def _done_rows(self) -> list[tuple[str, dict, dict]]:
+        out = []
+        for key, point, result in self._done():
+            rows = result_rows(result)
+            out += [(key if len(rows) == 1 and rows[0] is result else f"{key}#{i}", point, row)
+                    for i, row in enumerate(rows)]
+        return out
+
     def rows(self) -> list[dict]:
-        """Done points as point | result (a result field overrides a point field of the same name)."""
-        return [point | result for _, point, result in self._done()]
+        """Done rows as point | result (a result field overrides a point field of the same name)."""
+        return [point | result for _, point, result in self._done_rows()]
 
     def export_csv(self, path: str | Path) -> int:
-        """Write done points to `path` atomically; returns the number of rows."""
+        """Write done rows to `path` atomically; returns the number of rows."""
         path = Path(path)
-        flat = [{"point": key} | _flatten(point) | _flatten(result) for key, point, result in self._done()]
+        flat = [{"point": key} | _flatten(point) | _flatten(result) for key, point, result in self._done_rows()]
         columns = list(dict.fromkeys(column for row in flat for column in row))
         with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
@@ -177,6 +187,14 @@ def _changes(old: dict, new: dict, prefix: str = "") -> list[str]:
         elif before != after:
             changes.append(f"{prefix}{key}: {json.dumps(before)} -> {json.dumps(after)}")
     return changes
+
+
+def result_rows(result: dict) -> list[dict]:
+    """A result's rows: `shared | row` for each of its `rows`, or the result itself."""
+    if not isinstance(result.get("rows"), list):
+        return [result]
+    shared = {k: v for k, v in result.items() if k != "rows"}
+    return [shared | row for row in result["rows"]]
 
 
 def _flatten(fields: dict) -> dict:

@@ -25,9 +25,13 @@ def test_processes_must_divide_the_mesh():
         points.parse_point({"E": 4, "devices": 4, "processes": 3})
 
 
-def test_two_process_measurement_crosses_processes():
-    record = run_measure_point(points.parse_point({"E": 4, "d": 32, "L": 16, "batch": 8, "n_layers": 2, "pre_layers": 1,
-                                "n_heads": 2, "devices": 4, "processes": 2, "repeats": 2}))
-    assert record["process_count"] == 2 and record["device_count"] == 4
-    assert record["exchange.collectives.all-to-all"] == 2
-    assert all(s > 0 for s in record["train_step.samples_s"])
+def test_two_process_setting_times_all_e_in_one_distributed_job():
+    result = run_measure_point(points.parse_point({"experts": [2, 4], "d": 32, "L": 16, "batch": 8, "n_layers": 2,
+                                                   "pre_layers": 1, "n_heads": 2, "devices": 4, "processes": 2,
+                                                   "repeats": 2}))
+    assert result["process_count"] == 2 and result["device_count"] == 4 and result["paired"] is True
+    assert all(sorted(names) == ["E=2", "E=4", "dense"] for names in result["round_order"])
+    assert [row["E"] for row in result["rows"]] == [2, 4]
+    for row in result["rows"]:
+        assert row["exchange.collectives.all-to-all"] == 2
+        assert len(row["train_step.samples_s"]) == 2 and all(s > 0 for s in row["train_step.samples_s"])

@@ -20,7 +20,7 @@ EXPECTED_FIGURES = {
     "01_cost_terms": ["01_cost_terms_parallel.png", "01_cost_terms_work.png", "01_total_vs_alpha.png"],
     "02_eopt_scaling": ["02_eopt_scaling_parallel.png", "02_eopt_scaling_work.png", "02_closed_form_ratio.png"],
     "03_efficiency_gain": ["03_gain_model.png", "03_gain_measured.png"],
-    "04_measured_vs_model": ["04_measured_default.png", "04_measured_multiprocess.png",
+    "04_measured_vs_model": ["04_measured_default.png", "04_exchange_default.png", "04_measured_multiprocess.png",
                              "04_eopt_measured_vs_predicted.png"],
     "05_loss_laws": ["05_chinchilla_fit.png", "05_bootstrap_intervals.png"],
 }
