@@ -30,7 +30,7 @@ from theory.exchange_fit import attribute_growth, fit_exchange
 from theory.overhead_laws import n_parameters
 from theory.rounds import Rounds, paired_rounds, unpaired_rounds
 
-VARYING_WITH_E = {"E", "mesh_data", "mesh_expert", "repeats", "baselines"}
+VARYING_WITH_E = {"E", "experts", "mesh_data", "mesh_expert", "repeats", "baselines"}
 FITTED_PROGRAMS = ("train_step", "exchange", "experts")
 # Programs with a dense counterpart: their samples are divided by the same round's dense time.
 DENSE_NORMALISED = ("train_step", "forward")
