@@ -65,7 +65,11 @@ class ModelConfig:
     expert_heads: int = 1
     shorten: int = 1
     recombine: str = "mix"
-    # adaptive routing (issue 11); kind: topk only. k_target sizes expert capacity for top_p and
+    # MH-MoE-style sub-token routing inside the sectional experts (issue 11): each slice's FFN is
+    # routed among this many candidate FFNs of the slice's width, by the adaptive-routing keys below;
+    # 1 = one FFN per slice, the plain sectional model
+    slice_experts: int = 1
+    # adaptive routing (issue 11); kind: topk, or sectional with slice_experts > 1. k_target sizes expert capacity for top_p and
     # controlled routing and is the controller's target; k_cap = 0 means no cap (n_experts).
     routing: str = "top_k"
     top_p: float = 0.4
@@ -95,14 +99,11 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _require(self.kind in MODEL_KINDS, "model.kind", f"must be one of {MODEL_KINDS}, got {self.kind!r}")
         _positive(self, "model", "vocab_size", "d_model", "n_layers", "n_heads", "ffn_mult", "seq_len",
-                  "n_experts", "top_k", "capacity_factor", "expert_heads", "shorten")
+                  "n_experts", "top_k", "capacity_factor", "expert_heads", "shorten", "slice_experts")
         _require(self.d_model % self.n_heads == 0, "model.n_heads",
                  f"must divide d_model={self.d_model}, got {self.n_heads}")
         _require(self.load_balance_coef >= 0 and self.router_z_coef >= 0, "model.load_balance_coef",
                  "loss coefficients must be >= 0")
-        if self.kind == "topk":
-            _require(self.top_k <= self.n_experts, "model.top_k",
-                     f"must be <= n_experts={self.n_experts}, got {self.top_k}")
         if self.kind == "sectional":
             _require(self.d_model % self.n_experts == 0, "model.n_experts",
                      f"must divide d_model={self.d_model}, got {self.n_experts} (pick a divisor of d_model)")
@@ -116,6 +117,10 @@ class ModelConfig:
                      f"must divide seq_len={self.seq_len}, got {self.shorten}")
             _require(self.recombine in RECOMBINE_MODES, "model.recombine",
                      f"must be one of {RECOMBINE_MODES}, got {self.recombine!r}")
+            _require(self.slice_experts == 1 or self.attention == "dense", "model.slice_experts",
+                     "routed slice FFNs run with dense attention; set model.attention: dense or slice_experts: 1")
+        _require(self.kind == "sectional" or self.slice_experts == 1, "model.slice_experts",
+                 f"routes the FFNs of sectional slices; drop it or set model.kind: sectional, got {self.slice_experts}")
         self._check_adaptive_routing()
         self._validate_sparse_attention()
         self._check_speed_options()
@@ -132,37 +137,56 @@ class ModelConfig:
                  "cudnn flash attention needs 16-bit inputs; set model.compute_dtype: bfloat16 or use xla")
 
     def _check_adaptive_routing(self) -> None:
-        if self.kind != "topk":
+        if not self.routed:
             defaults = ModelConfig.__dataclass_fields__
             changed = [name for name in ("routing", "k_cap", "balance", "dynamic_loss_coef", "fallback_fraction",
                                          "renormalize_gates") if getattr(self, name) != defaults[name].default]
             _require(not changed, f"model.{changed[0] if changed else 'routing'}",
-                     "adaptive routing applies to kind: topk only; remove the key or set model.kind: topk")
+                     "adaptive routing applies to kind: topk, or sectional with slice_experts > 1; remove the key "
+                     "or set model.kind: topk")
             return
+        experts, name = self.routed_experts, "n_experts" if self.kind == "topk" else "slice_experts"
+        _require(self.top_k <= experts, "model.top_k", f"must be <= {name}={experts}, got {self.top_k}")
         _require(self.routing in ROUTINGS, "model.routing", f"must be one of {ROUTINGS}, got {self.routing!r}")
         _require(self.balance in BALANCES, "model.balance", f"must be one of {BALANCES}, got {self.balance!r}")
         _require(0.0 < self.top_p <= 1.0, "model.top_p", f"must be in (0, 1], got {self.top_p}")
         if self.routing != "top_k":
-            _require(0.0 < self.k_target <= self.n_experts, "model.k_target",
-                     f"must be in (0, n_experts={self.n_experts}], got {self.k_target}")
-        _require(0 <= self.k_cap <= self.n_experts, "model.k_cap",
-                 f"must be in [0, n_experts={self.n_experts}] (0 = no cap), got {self.k_cap}")
+            _require(0.0 < self.k_target <= experts, "model.k_target",
+                     f"must be in (0, {name}={experts}], got {self.k_target}")
+        _require(0 <= self.k_cap <= experts, "model.k_cap", f"must be in [0, {name}={experts}] (0 = no cap), got {self.k_cap}")
         _require(self.dynamic_loss_coef >= 0, "model.dynamic_loss_coef", f"must be >= 0, got {self.dynamic_loss_coef}")
         _require(0.0 <= self.fallback_fraction < 1.0, "model.fallback_fraction",
                  f"must be in [0, 1) (0 = no dense fallback), got {self.fallback_fraction}")
         _require(not (self.renormalize_gates and self.routing == "top_k"), "model.renormalize_gates",
                  "applies to routing top_p or controlled (top-k gates are the raw probabilities)")
         if self.fallback_fraction > 0:
-            _require(self.routing != "top_k" and self.max_choices < self.n_experts, "model.fallback_fraction",
+            _require(self.routing != "top_k" and self.max_choices < experts, "model.fallback_fraction",
                      "a token falls back when its top-p set would exceed k_cap: set model.routing to top_p or "
-                     "controlled and 0 < model.k_cap < n_experts")
+                     f"controlled and 0 < model.k_cap < {name}")
+
+    @property
+    def routed(self) -> bool:
+        """Whether tokens are routed among experts: kind topk, or sectional slices with candidate FFNs."""
+        return self.kind == "topk" or (self.kind == "sectional" and self.slice_experts > 1)
+
+    @property
+    def routed_experts(self) -> int:
+        """The experts one router chooses among: n_experts (topk), slice_experts (sectional)."""
+        return self.n_experts if self.kind == "topk" else self.slice_experts
+
+    @property
+    def routed_layers(self) -> range:
+        """The layers whose FFN is routed (their metrics are layer{i}/mean_k, ...)."""
+        if not self.routed:
+            return range(0)
+        return range(self.n_layers) if self.kind == "topk" else range(self.pre_layers, self.n_layers)
 
     @property
     def max_choices(self) -> int:
         """Choice columns per token: top_k, or k_cap (else every expert) for the adaptive routers."""
         if self.routing == "top_k":
             return self.top_k
-        return self.k_cap or self.n_experts
+        return self.k_cap or self.routed_experts
 
     @property
     def capacity_k(self) -> float:

@@ -16,11 +16,16 @@ The bias and controller values are state carried outside the gradient (see `Rout
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from smoe.accounting import expert_capacity, fallback_rows
+from smoe.config import ModelConfig
 from smoe.models import routing
+from smoe.models.layers import ffn
 
 NO_EXPERT = -1
 BIAS_RATE = 1e-3  # u of Loss-Free Balancing / DeepSeek-V3
@@ -76,6 +81,30 @@ def route_adaptive(x_gsd: jax.Array, w_router_de: jax.Array, bias_e: jax.Array |
     expert_gsk = jnp.where(keep_gsk, expert_gsk, NO_EXPERT)
     route = routing.assign_slots(logits_gse, probs_gse, gate_gsk, expert_gsk, capacity)
     return route._replace(fallback_gs=fallback_gs)
+
+
+def route_configured(cfg: ModelConfig, h_gsd: jax.Array, w_router_de: jax.Array, bias_e: jax.Array | None,
+                     p: jax.Array | None) -> routing.Routing:
+    """The router model.routing and model.balance name, over the router's experts, with capacity
+    sized for model.capacity_k; the same for the top-k family and the sectional slices."""
+    capacity = expert_capacity(h_gsd.shape[1], w_router_de.shape[-1], cfg.capacity_k, cfg.capacity_factor)
+    if cfg.routing == "top_k" and cfg.balance != "bias":
+        return routing.route_top_k(h_gsd, w_router_de, cfg.top_k, capacity)
+    return route_adaptive(h_gsd, w_router_de, bias_e, p, cfg.max_choices, capacity,
+                          fallback_rows(h_gsd.shape[1], cfg.fallback_fraction), cfg.renormalize_gates)
+
+
+def routed_ffn(route: routing.Routing, h_gsd: jax.Array, run_experts: Callable[[jax.Array], jax.Array],
+               w_fallback: tuple | None, fallback_fraction: float) -> jax.Array:
+    """Dispatch to the experts' slots, `run_experts` ([g, e, c, d] -> same), combine; fallback tokens
+    go through the dense FFN `w_fallback` = (w_in, w_out) in their fixed buffer."""
+    y_gsd = routing.combine(run_experts(routing.dispatch(h_gsd, route.dispatch_gsec)), route.combine_gsec)
+    if route.fallback_gs is None:
+        return y_gsd
+    buffer_gsc = fallback_dispatch(route.fallback_gs, fallback_rows(h_gsd.shape[1], fallback_fraction))
+    buffer_gsc = buffer_gsc.astype(h_gsd.dtype)
+    y_gcd = ffn(jnp.einsum("gsd,gsc->gcd", h_gsd, buffer_gsc), *w_fallback)
+    return y_gsd + jnp.einsum("gcd,gsc->gsd", y_gcd, buffer_gsc)
 
 
 def fallback_dispatch(fallback_gs: jax.Array, rows: int) -> jax.Array:

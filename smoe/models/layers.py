@@ -113,11 +113,14 @@ class BlockParams(nnx.Module):
     """One transformer block's weights, optionally with leading stacked axes (e.g. [expert, layer])."""
 
     def __init__(self, d: int, d_ff: int, n_layers_total: int, rng: np.random.Generator,
-                 lead_shape: tuple[int, ...] = (), lead_axes: tuple[str | None, ...] = ()):
+                 lead_shape: tuple[int, ...] = (), lead_axes: tuple[str | None, ...] = (), ffn_candidates: int = 1):
         # GPT-2 style: residual-branch outputs scaled down with depth so the stream's variance stays O(1).
         out_std = INIT_STD / (2 * n_layers_total) ** 0.5
+        # ffn_candidates > 1: the FFN weights gain a leading candidate axis [m, ...], the FFNs a router
+        # picks among (smoe.models.slice_routing); 1 draws exactly the plain block
+        ffn_lead = (ffn_candidates,) if ffn_candidates > 1 else ()
         shapes = {"norm_attn_d": (d,), "w_qkv_dk": (d, 3 * d), "w_o_dd": (d, d), "norm_ffn_d": (d,),
-                  "w_in_df": (d, d_ff), "w_out_fd": (d_ff, d)}
+                  "w_in_df": ffn_lead + (d, d_ff), "w_out_fd": ffn_lead + (d_ff, d)}
         stds = {"norm_attn_d": None, "w_qkv_dk": INIT_STD, "w_o_dd": out_std, "norm_ffn_d": None,
                 "w_in_df": INIT_STD, "w_out_fd": out_std}
         # Drawn block by block over the leading axes, so a stack of L blocks holds exactly the

@@ -12,7 +12,6 @@ import numpy as np
 from flax import nnx
 
 from smoe.config import ModelConfig
-from smoe.accounting import expert_capacity, fallback_rows
 from smoe.models import adaptive_routing, routing
 from smoe.models.expert_parallel import batch_local, expert_parallel
 from smoe.models.layers import (INIT_STD, BlockParams, attention_sublayer, block_forward, ffn, mix_slices, param,
@@ -84,31 +83,19 @@ class TopKBlock(nnx.Module):
 
 
 def route_tokens(block: TopKBlock, h_gsd: jax.Array, cfg: ModelConfig, p: jax.Array | None) -> routing.Routing:
-    capacity = expert_capacity(h_gsd.shape[1], cfg.n_experts, cfg.capacity_k, cfg.capacity_factor)
-    if cfg.routing == "top_k" and cfg.balance != "bias":
-        return batch_local(lambda w, h: routing.route_top_k(h, w, cfg.top_k, capacity), block.w_router_de[...], h_gsd)
     bias_e = block.router_bias_e[...] if cfg.balance == "bias" else None
-    buffer_rows = fallback_rows(h_gsd.shape[1], cfg.fallback_fraction)
-    return batch_local(lambda w, h: adaptive_routing.route_adaptive(
-        h, *w, cfg.max_choices, capacity, buffer_rows, cfg.renormalize_gates),
-        (block.w_router_de[...], bias_e, p), h_gsd)
+    return batch_local(lambda w, h: adaptive_routing.route_configured(cfg, h, *w), (block.w_router_de[...], bias_e, p),
+                       h_gsd)
 
 
 def top_k_ffn(block: TopKBlock, h_gsd: jax.Array, cfg: ModelConfig,
               p: jax.Array | None = None) -> tuple[jax.Array, routing.Routing]:
     """The routed FFN; `p` is the top-p threshold for the adaptive routers (None for top-k)."""
     route = route_tokens(block, h_gsd, cfg, p)
-    x_gecd = routing.dispatch(h_gsd, route.dispatch_gsec)
-    y_gecd = expert_parallel(lambda w, x_gcd: ffn(x_gcd, *w), (block.w_in_edf[...], block.w_out_efd[...]), x_gecd)
-    y_gsd = routing.combine(y_gecd, route.combine_gsec)
-    if route.fallback_gs is not None:
-        buffer_gsc = adaptive_routing.fallback_dispatch(
-            route.fallback_gs, fallback_rows(h_gsd.shape[1], cfg.fallback_fraction))
-        buffer_gsc = buffer_gsc.astype(h_gsd.dtype)
-        x_gcd = jnp.einsum("gsd,gsc->gcd", h_gsd, buffer_gsc)
-        y_gcd = ffn(x_gcd, block.w_fallback_in_df[...], block.w_fallback_out_fd[...])
-        y_gsd = y_gsd + jnp.einsum("gcd,gsc->gsd", y_gcd, buffer_gsc)
-    return y_gsd, route
+    run_experts = lambda x_gecd: expert_parallel(  # noqa: E731
+        lambda w, x_gcd: ffn(x_gcd, *w), (block.w_in_edf[...], block.w_out_efd[...]), x_gecd)
+    w_fallback = (block.w_fallback_in_df[...], block.w_fallback_out_fd[...]) if cfg.fallback_fraction > 0 else None
+    return adaptive_routing.routed_ffn(route, h_gsd, run_experts, w_fallback, cfg.fallback_fraction), route
 
 
 def top_k_layer(block: TopKBlock, x_btd: jax.Array, cfg: ModelConfig,
