@@ -134,6 +134,41 @@ def controller_update(p: jax.Array, integral: jax.Array, mean_k: jax.Array, k_ta
     return jnp.clip(p_base + CONTROLLER_KP * error + CONTROLLER_KI * integral, 0.0, 1.0), integral
 
 
+def add_layer_aux(cfg: ModelConfig, aux_loss: jax.Array, route: routing.Routing,
+                  balance: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """aux_loss plus one routed layer's weighted losses (Switch balance `balance`, z, dynamic), and
+    that layer's routing metrics."""
+    z = routing.router_z_loss(route)
+    aux_loss = aux_loss + (cfg.load_balance_coef if cfg.balance == "switch" else 0.0) * balance + cfg.router_z_coef * z
+    if cfg.dynamic_loss_coef > 0:
+        aux_loss = aux_loss + cfg.dynamic_loss_coef * routing.router_entropy(route)
+    return aux_loss, (routing.routing_metrics(route) | adaptive_metrics(route)
+                      | {"load_balance_loss": balance, "router_z_loss": z})
+
+
+def add_controller(owner: nnx.Module, cfg: ModelConfig) -> None:
+    """routing: controlled keeps one p for all routed layers (DTop-p), so k may differ across depth."""
+    if cfg.routing == "controlled":
+        owner.router_p = router_state(cfg.top_p, ())
+        owner.router_p_integral = router_state(0.0, ())
+
+
+def top_p_threshold(owner: nnx.Module, cfg: ModelConfig) -> jax.Array | None:
+    """The p a forward routes with; None for top-k routing."""
+    if cfg.routing == "controlled":
+        return owner.router_p[...]
+    return jnp.float32(cfg.top_p) if cfg.routing == "top_p" else None
+
+
+def advance_controller(owner: nnx.Module, cfg: ModelConfig, p: jax.Array, mean_k: list[jax.Array],
+                       metrics: dict) -> None:
+    """After a forward with threshold p and per-layer mean k: log p, step the controller."""
+    if cfg.routing == "controlled":
+        metrics["router_p"] = p
+        owner.router_p[...], owner.router_p_integral[...] = controller_update(
+            p, owner.router_p_integral[...], jnp.mean(jnp.stack(mean_k)), cfg.k_target, cfg.top_p)
+
+
 def adaptive_metrics(route: routing.Routing) -> dict[str, jax.Array]:
     """Per-layer mean, p95 and histogram of k, MaxVio = (max load - mean load) / mean load, fallback fraction."""
     k_gs = routing.experts_per_token(route)

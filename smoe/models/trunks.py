@@ -12,7 +12,7 @@ import numpy as np
 from flax import nnx
 
 from smoe.config import ModelConfig
-from smoe.models import adaptive_routing, routing
+from smoe.models import adaptive_routing, routing, slice_routing
 from smoe.models.expert_parallel import batch_local, expert_parallel
 from smoe.models.layers import (INIT_STD, BlockParams, attention_sublayer, block_forward, ffn, mix_slices, param,
                                 rematerialised, rms_norm)
@@ -110,42 +110,26 @@ class TopKTrunk(nnx.Module):
     def __init__(self, cfg: ModelConfig, rng: np.random.Generator):
         self.cfg = cfg
         self.blocks = nnx.List([TopKBlock(cfg, rng) for _ in range(cfg.n_layers)])
-        if cfg.routing == "controlled":  # one p for all layers (DTop-p), so k may differ across depth
-            self.router_p = adaptive_routing.router_state(cfg.top_p, ())
-            self.router_p_integral = adaptive_routing.router_state(0.0, ())
-
-    def top_p_threshold(self) -> jax.Array | None:
-        """The p this forward routes with; None for top-k routing."""
-        if self.cfg.routing == "controlled":
-            return self.router_p[...]
-        return jnp.float32(self.cfg.top_p) if self.cfg.routing == "top_p" else None
+        adaptive_routing.add_controller(self, cfg)
 
     def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
         """Also advances the routing state (bias, controller) from this batch's routing; the train
         step keeps the advanced state, every other caller discards it."""
         cfg = self.cfg
-        p = self.top_p_threshold()
-        balance_coef = cfg.load_balance_coef if cfg.balance == "switch" else 0.0
+        p = adaptive_routing.top_p_threshold(self, cfg)
         fixed_k = cfg.top_k if cfg.routing == "top_k" else None
         aux_loss = jnp.zeros((), jnp.float32)
         metrics = {}
         mean_k = []
         for layer, block in enumerate(self.blocks):
             x_btd, route = rematerialised(lambda x, block=block: top_k_layer(block, x, cfg, p), cfg.remat)(x_btd)
-            balance, z = routing.load_balance_loss(route, fixed_k), routing.router_z_loss(route)
-            aux_loss = aux_loss + balance_coef * balance + cfg.router_z_coef * z
-            if cfg.dynamic_loss_coef > 0:
-                aux_loss = aux_loss + cfg.dynamic_loss_coef * routing.router_entropy(route)
-            layer_metrics = (routing.routing_metrics(route) | adaptive_routing.adaptive_metrics(route)
-                             | {"load_balance_loss": balance, "router_z_loss": z})
+            aux_loss, layer_metrics = adaptive_routing.add_layer_aux(cfg, aux_loss, route,
+                                                                     routing.load_balance_loss(route, fixed_k))
             metrics.update({f"layer{layer}/{name}": value for name, value in layer_metrics.items()})
             mean_k.append(layer_metrics["mean_k"])
             if cfg.balance == "bias":
                 block.router_bias_e[...] = adaptive_routing.bias_update(block.router_bias_e[...], route)
-        if cfg.routing == "controlled":
-            metrics["router_p"] = p
-            self.router_p[...], self.router_p_integral[...] = adaptive_routing.controller_update(
-                p, self.router_p_integral[...], jnp.mean(jnp.stack(mean_k)), cfg.k_target, cfg.top_p)
+        adaptive_routing.advance_controller(self, cfg, p, mean_k, metrics)
         return x_btd, {"aux_loss": aux_loss, "metrics": metrics}
 
 
@@ -175,7 +159,10 @@ class SectionalTrunk(nnx.Module):
         self.pre_blocks = nnx.List([BlockParams(cfg.d_model, cfg.d_ff, cfg.n_layers, rng) for _ in range(cfg.pre_layers)])
         width = cfg.expert_width
         self.experts = BlockParams(width, cfg.ffn_mult * width, cfg.n_layers, rng,
-                                   lead_shape=(cfg.n_experts, cfg.expert_layers), lead_axes=SPECS.w_el)
+                                   lead_shape=(cfg.n_experts, cfg.expert_layers), lead_axes=SPECS.w_el,
+                                   ffn_candidates=cfg.slice_experts)
+        if cfg.slice_experts > 1:
+            self.slice_routers = slice_routing.SliceRouters(cfg, rng)
         if cfg.recombine == "mix":
             self.w_mix_dd = param(rng, (cfg.d_model, cfg.d_model), (None, None), 0.0)
         self.pre_spec, self.expert_spec = sparse_spec(cfg, "pre"), sparse_spec(cfg, "experts")
@@ -206,14 +193,18 @@ class SectionalTrunk(nnx.Module):
     def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
         cfg = self.cfg
         x_btd, short_bsd, slices_besw, stats = self.expert_input(x_btd)
-        out_besw, expert_stats = expert_parallel(self.expert_fn, self.expert_weights(), slices_besw)
-        # per-expert stats come back as [b, e]; a layer's number counts the pre-expert blocks
-        stats |= {cfg.pre_layers + i: layer_stats for i, layer_stats in enumerate(expert_stats)}
+        if cfg.slice_experts > 1:
+            out_besw, aux = slice_routing.routed_expert_stage(cfg, self.experts, self.slice_routers, slices_besw)
+        else:
+            out_besw, expert_stats = expert_parallel(self.expert_fn, self.expert_weights(), slices_besw)
+            # per-expert stats come back as [b, e]; a layer's number counts the pre-expert blocks
+            stats |= {cfg.pre_layers + i: layer_stats for i, layer_stats in enumerate(expert_stats)}
+            aux = sparse_aux(stats) if stats else _no_aux()
         b, s, d = short_bsd.shape
         delta_bsd = out_besw.transpose(0, 2, 1, 3).reshape(b, s, d) - short_bsd
         if cfg.recombine == "mix":
             delta_bsd = mix_slices(delta_bsd, self.w_mix_dd[...])
-        return x_btd + upsample(delta_bsd, cfg.shorten), sparse_aux(stats) if stats else _no_aux()
+        return x_btd + upsample(delta_bsd, cfg.shorten), aux
 
 
 TRUNKS = {"dense": DenseTrunk, "topk": TopKTrunk, "sectional": SectionalTrunk}
