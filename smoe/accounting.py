@@ -51,32 +51,45 @@ def _dense_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
 
 
 def _topk_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
-    t, d, e, k = cfg.seq_len, cfg.d_model, cfg.n_experts, cfg.max_choices
-    tokens = batch * t
+    t, d = cfg.seq_len, cfg.d_model
+    attention = _block_terms("", batch * t, t, d, cfg.d_ff, cfg.n_layers)
+    return {**{name: attention[name] for name in ("qkv", "attention_scores", "attention_values", "out_proj")},
+            **_routed_ffn_terms("", cfg, batch)}
+
+
+def routed_shape(cfg: ModelConfig) -> tuple[int, int, int, int, int, int]:
+    """Where a routed family routes: (routed groups per sequence, tokens per group, width, FFN width,
+    experts per router, routed layers). Top-k: one group of seq_len tokens at width d among E experts
+    per layer; sectional with slice_experts: every slice of every expert layer, at width d/E, among
+    slice_experts candidates, over the shortened sequence."""
+    if cfg.kind == "topk":
+        return 1, cfg.seq_len, cfg.d_model, cfg.d_ff, cfg.n_experts, cfg.n_layers
+    width = cfg.expert_width
+    return (cfg.n_experts, cfg.seq_len // cfg.shorten, width, cfg.ffn_mult * width, cfg.slice_experts,
+            cfg.expert_layers)
+
+
+def _routed_ffn_terms(prefix: str, cfg: ModelConfig, batch: int) -> dict[str, float]:
+    """The routed FFN sub-layers: router, one-hot routing tables, dispatch, experts, combine, fallback."""
+    groups_per_seq, t, d, d_ff, e, layers = routed_shape(cfg)
+    groups, k = batch * groups_per_seq, cfg.max_choices
+    tokens = groups * t
     capacity = expert_capacity(t, e, cfg.capacity_k, cfg.capacity_factor)
-    attention = _block_terms("", tokens, t, d, cfg.d_ff, cfg.n_layers)
-    slots = batch * e * capacity  # token slots the experts process, dropped or not
-    return {
-        **{name: attention[name] for name in ("qkv", "attention_scores", "attention_values", "out_proj")},
-        "router": cfg.n_layers * 2.0 * tokens * d * e,
+    slots = groups * e * capacity  # token slots the experts process, dropped or not
+    terms = {
+        "router": layers * 2.0 * tokens * d * e,
         # one-hot (choice, slot) -> (expert, slot) tables: dispatch and combine each contract over k
-        "routing_tables": cfg.n_layers * 2 * 2.0 * tokens * e * capacity * k,
-        "dispatch": cfg.n_layers * 2.0 * tokens * e * capacity * d,
-        "combine": cfg.n_layers * 2.0 * tokens * e * capacity * d,
-        "ffn_in": cfg.n_layers * 2.0 * slots * d * cfg.d_ff,
-        "ffn_out": cfg.n_layers * 2.0 * slots * cfg.d_ff * d,
-        **_fallback_terms(cfg, batch),
+        "routing_tables": layers * 2 * 2.0 * tokens * e * capacity * k,
+        "dispatch": layers * 2.0 * tokens * e * capacity * d,
+        "combine": layers * 2.0 * tokens * e * capacity * d,
+        "ffn_in": layers * 2.0 * slots * d * d_ff,
+        "ffn_out": layers * 2.0 * slots * d_ff * d,
     }
-
-
-def _fallback_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
-    """The adaptive routers' dense fallback: a [rows, d] buffer per sequence through a k_cap-wide FFN."""
-    rows = fallback_rows(cfg.seq_len, cfg.fallback_fraction)
-    if rows == 0:
-        return {}
-    tokens, width = batch * cfg.seq_len, cfg.max_choices * cfg.d_ff
-    return {"fallback_dispatch_combine": cfg.n_layers * 2 * 2.0 * tokens * rows * cfg.d_model,
-            "fallback_ffn": cfg.n_layers * 2 * 2.0 * batch * rows * cfg.d_model * width}
+    rows = fallback_rows(t, cfg.fallback_fraction)
+    if rows:  # a [rows, d] buffer per group through a k_cap-wide dense FFN
+        terms |= {"fallback_dispatch_combine": layers * 2 * 2.0 * tokens * rows * d,
+                  "fallback_ffn": layers * 2 * 2.0 * groups * rows * d * k * d_ff}
+    return {prefix + name: flops for name, flops in terms.items()}
 
 
 def _sectional_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
@@ -86,6 +99,8 @@ def _sectional_terms(cfg: ModelConfig, batch: int) -> dict[str, float]:
     # E experts, each a block stack at width d/E on the shortened sequence.
     experts = _block_terms("experts_", batch * s, s, w, cfg.ffn_mult * w, cfg.expert_layers)
     terms |= {name: e * flops for name, flops in experts.items()}
+    if cfg.slice_experts > 1:  # each slice's FFN routed among its candidates
+        terms |= _routed_ffn_terms("experts_", cfg, batch)
     if cfg.recombine == "mix":
         terms["mix"] = 2.0 * batch * s * d * d
     return terms
@@ -166,7 +181,9 @@ def train_flops_per_token(cfg: ModelConfig) -> float:
 
 
 def _expert_ffn_flops(cfg: ModelConfig) -> float:
-    return 2 * 2.0 * cfg.d_model * cfg.d_ff  # in and out projections, per token
+    """One routed expert's in and out projections, per token."""
+    _, _, width, d_ff, _, _ = routed_shape(cfg)
+    return 2 * 2.0 * width * d_ff
 
 
 def _fallback_ffn_flops(cfg: ModelConfig) -> float:
@@ -174,21 +191,23 @@ def _fallback_ffn_flops(cfg: ModelConfig) -> float:
 
 
 def slot_flops(cfg: ModelConfig, batch: int) -> float:
-    """Token-routed expert stage as executed: every expert runs all `capacity` slots of every group,
+    """The routed expert stage as executed: every expert runs all `capacity` slots of every group,
     filled or not, and the dense fallback its whole buffer (forward FLOPs over `batch` sequences)."""
-    capacity = expert_capacity(cfg.seq_len, cfg.n_experts, cfg.capacity_k, cfg.capacity_factor)
-    per_group = (cfg.n_experts * capacity * _expert_ffn_flops(cfg)
-                 + fallback_rows(cfg.seq_len, cfg.fallback_fraction) * _fallback_ffn_flops(cfg))
-    return cfg.n_layers * batch * per_group
+    groups_per_seq, t, _, _, experts, layers = routed_shape(cfg)
+    capacity = expert_capacity(t, experts, cfg.capacity_k, cfg.capacity_factor)
+    per_group = (experts * capacity * _expert_ffn_flops(cfg)
+                 + fallback_rows(t, cfg.fallback_fraction) * _fallback_ffn_flops(cfg))
+    return layers * batch * groups_per_seq * per_group
 
 
 def useful_flops(cfg: ModelConfig, batch: int, metrics: dict) -> float:
     """The assignments a step really made, from its per-layer metrics (layer{i}/mean_k,
-    layer{i}/fraction_dropped, layer{i}/fallback_fraction): with adaptive routing slot FLOPs are set
-    by k_target (capacity), useful FLOPs by the realised k."""
-    tokens = batch * cfg.seq_len
+    layer{i}/fraction_dropped, layer{i}/fallback_fraction over cfg.routed_layers): with adaptive
+    routing slot FLOPs are set by k_target (capacity), useful FLOPs by the realised k."""
+    groups_per_seq, t, _, _, _, _ = routed_shape(cfg)
+    tokens = batch * groups_per_seq * t
     total = 0.0
-    for layer in range(cfg.n_layers):
+    for layer in cfg.routed_layers:
         kept_k = metrics[f"layer{layer}/mean_k"] * (1.0 - metrics[f"layer{layer}/fraction_dropped"])
         fallback = metrics[f"layer{layer}/fallback_fraction"]
         total += tokens * (kept_k * _expert_ffn_flops(cfg) + fallback * _fallback_ffn_flops(cfg))
@@ -218,11 +237,12 @@ def _block_params(width: int, d_ff: int) -> int:
 
 
 def _expert_ffn_params(cfg: ModelConfig) -> int:
-    return 2 * cfg.d_model * cfg.d_ff
+    _, _, width, d_ff, _, _ = routed_shape(cfg)
+    return 2 * width * d_ff
 
 
 def _fallback_params(cfg: ModelConfig) -> int:
-    return 2 * cfg.d_model * cfg.max_choices * cfg.d_ff if cfg.fallback_fraction > 0 else 0
+    return cfg.max_choices * _expert_ffn_params(cfg) if cfg.fallback_fraction > 0 else 0
 
 
 def _dense_params(cfg: ModelConfig) -> int:
@@ -232,13 +252,17 @@ def _dense_params(cfg: ModelConfig) -> int:
 def _topk_params(cfg: ModelConfig) -> int:
     d = cfg.d_model
     attention = 2 * d + 4 * d * d
-    fallback = 2 * d * cfg.max_choices * cfg.d_ff if cfg.fallback_fraction > 0 else 0
-    return cfg.n_layers * (attention + d * cfg.n_experts + cfg.n_experts * _expert_ffn_params(cfg) + fallback)
+    return cfg.n_layers * (attention + d * cfg.n_experts + cfg.n_experts * _expert_ffn_params(cfg)
+                           + _fallback_params(cfg))
 
 
 def _sectional_params(cfg: ModelConfig) -> int:
     width = cfg.expert_width
     experts = cfg.n_experts * cfg.expert_layers * _block_params(width, cfg.ffn_mult * width)
+    if cfg.slice_experts > 1:  # per slice and layer: M - 1 more candidate FFNs, the router, the fallback
+        m = cfg.slice_experts
+        experts += cfg.n_experts * cfg.expert_layers * (
+            (m - 1) * _expert_ffn_params(cfg) + width * m + _fallback_params(cfg))
     mix = cfg.d_model ** 2 if cfg.recombine == "mix" else 0
     return cfg.pre_layers * _block_params(cfg.d_model, cfg.d_ff) + experts + mix
 
@@ -255,16 +279,18 @@ def params_total(cfg: ModelConfig) -> int:
 
 
 def params_active(cfg: ModelConfig) -> int:
-    """Parameters a token passes through. Sectional experts each see every token (on its slice), so
-    only top-k has inactive weights: the FFNs of the E - k experts a token was not routed to.
+    """Parameters a token passes through. Sectional slices each see every token, so only routed FFNs
+    have inactive weights: the E - k experts (top-k), or M - k candidates per slice, a token was not
+    routed to.
 
     For the adaptive routers k is `capacity_k` (k_target), the experts per token the program is sized
     for, as slot FLOPs are, not the realised k (a training outcome, in the metrics). The dense
     fallback's FFN counts as inactive: a token passes through it only instead of its experts."""
-    if cfg.kind != "topk":
+    if not cfg.routed:
         return params_total(cfg)
-    inactive = (cfg.n_experts - cfg.capacity_k) * _expert_ffn_params(cfg) + _fallback_params(cfg)
-    return round(params_total(cfg) - cfg.n_layers * inactive)
+    groups_per_seq, _, _, _, experts, layers = routed_shape(cfg)
+    inactive = (experts - cfg.capacity_k) * _expert_ffn_params(cfg) + _fallback_params(cfg)
+    return round(params_total(cfg) - layers * groups_per_seq * inactive)
 
 
 FP32_BYTES = 4

@@ -124,41 +124,81 @@ def _weights(block_params, *names):
     return [np.asarray(getattr(block_params, name)[...], dtype=np.float64) for name in names]
 
 
+def routed_group(h_sd: np.ndarray, w_router, w_in, w_out, cfg: ModelConfig, p: float | None = None, bias=None,
+                 w_fallback=None) -> tuple[np.ndarray, np.ndarray, int]:
+    """One group (sequence) through a routed FFN over w_router's experts: top_k (p None) or top-p with
+    a cap of k_cap (0 = none) ranked by probs + bias; a token whose top-p set would be larger falls
+    back to the dense FFN while the group's buffer of ceil(fallback_fraction * s) rows has room.
+    Returns (out, fallback per token, dropped choices)."""
+    n_experts, s = w_router.shape[1], h_sd.shape[0]
+    capacity = max(1, math.ceil(cfg.capacity_factor * cfg.capacity_k * s / n_experts))
+    buffer = math.ceil(cfg.fallback_fraction * s)
+    probs = _softmax_rows(h_sd @ w_router)
+    out, fallback, choices = np.zeros(h_sd.shape), np.zeros(s, bool), []
+    for si, prob in enumerate(probs):
+        score = prob if bias is None else prob + bias
+        ranked = sorted(range(n_experts), key=lambda e, q=score: -q[e])
+        if p is None:
+            choices.append(ranked[:cfg.top_k])
+            continue
+        top_p_set = [e for j, e in enumerate(ranked) if j == 0 or sum(prob[ranked[:j]]) <= p]
+        cap = cfg.k_cap or n_experts
+        if len(top_p_set) > cap and fallback.sum() < buffer:
+            fallback[si] = True
+            out[si] = gelu(h_sd[si] @ w_fallback[0]) @ w_fallback[1]
+            choices.append([])
+        else:
+            choices.append(top_p_set[:cap])
+    dropped = _expert_outputs(h_sd, probs, choices, capacity, w_in, w_out, out)
+    return out, fallback, dropped
+
+
 def top_k_ffn(block_params, h_gsd: np.ndarray, cfg: ModelConfig) -> tuple[np.ndarray, float]:
     w_router, w_in, w_out = _weights(block_params, "w_router_de", "w_in_edf", "w_out_efd")
     g, s, _ = h_gsd.shape
-    capacity = max(1, math.ceil(cfg.capacity_factor * cfg.top_k * s / cfg.n_experts))
-    out = np.zeros(h_gsd.shape)
-    dropped = 0
-    for gi in range(g):
-        h_sd = np.asarray(h_gsd[gi], dtype=np.float64)
-        probs = _softmax_rows(h_sd @ w_router)
-        choices = [sorted(range(cfg.n_experts), key=lambda e, p=p: -p[e])[:cfg.top_k] for p in probs]
-        dropped += _expert_outputs(h_sd, probs, choices, capacity, w_in, w_out, out[gi])
-    return out, dropped / (g * s * cfg.top_k)
+    groups = [routed_group(np.asarray(h_sd, dtype=np.float64), w_router, w_in, w_out, cfg) for h_sd in h_gsd]
+    return np.stack([out for out, _, _ in groups]), sum(dropped for _, _, dropped in groups) / (g * s * cfg.top_k)
 
 
 def adaptive_ffn(block_params, h_gsd: np.ndarray, cfg: ModelConfig, p: float) -> tuple[np.ndarray, np.ndarray]:
-    """Top-p with a cap of k_cap experts; a token whose top-p set would be larger falls back to the
-    dense FFN while the group's buffer of ceil(fallback_fraction * s) rows has room."""
+    """Top-p with a cap of k_cap experts and the dense fallback (see `routed_group`)."""
     w_router, w_in, w_out, w_fb_in, w_fb_out = _weights(
         block_params, "w_router_de", "w_in_edf", "w_out_efd", "w_fallback_in_df", "w_fallback_out_fd")
-    g, s, _ = h_gsd.shape
-    capacity = max(1, math.ceil(cfg.capacity_factor * cfg.k_target * s / cfg.n_experts))
-    buffer = math.ceil(cfg.fallback_fraction * s)
-    out, fallback = np.zeros(h_gsd.shape), np.zeros((g, s), bool)
-    for gi in range(g):
-        h_sd = np.asarray(h_gsd[gi], dtype=np.float64)
-        probs = _softmax_rows(h_sd @ w_router)
-        choices = []
-        for si, prob in enumerate(probs):
-            ranked = sorted(range(cfg.n_experts), key=lambda e, q=prob: -q[e])
-            top_p_set = [e for j, e in enumerate(ranked) if j == 0 or sum(prob[ranked[:j]]) <= p]
-            if len(top_p_set) > cfg.k_cap and fallback[gi].sum() < buffer:
-                fallback[gi, si] = True
-                out[gi, si] = gelu(h_sd[si] @ w_fb_in) @ w_fb_out
-                choices.append([])
-            else:
-                choices.append(top_p_set[:cfg.k_cap])
-        _expert_outputs(h_sd, probs, choices, capacity, w_in, w_out, out[gi])
-    return out, fallback
+    groups = [routed_group(np.asarray(h_sd, dtype=np.float64), w_router, w_in, w_out, cfg, p, None,
+                           (w_fb_in, w_fb_out)) for h_sd in h_gsd]
+    return np.stack([out for out, _, _ in groups]), np.stack([fallback for _, fallback, _ in groups])
+
+
+def routed_sectional_trunk(trunk, x_btd: np.ndarray, cfg: ModelConfig, p: float | None) -> tuple[np.ndarray, int]:
+    """The sectional trunk with slice_experts > 1: as `sectional_trunk`, but each expert block's FFN
+    on slice e is `routed_group` over that slice and layer's candidates (p: the top-p threshold, None
+    for top-k). Returns (output, dropped choices)."""
+    width, r = cfg.expert_width, cfg.shorten
+    experts = [np.asarray(a, dtype=np.float64) for a in trunk.experts.weights()]
+    routers = trunk.slice_routers
+    w_router = np.asarray(routers.w_router_elwm[...], dtype=np.float64)
+    bias = np.asarray(routers.router_bias_elm[...], dtype=np.float64) if cfg.balance == "bias" else None
+    fallback = ([np.asarray(a[...], dtype=np.float64) for a in (routers.w_fallback_in_elwf, routers.w_fallback_out_elfw)]
+                if cfg.fallback_fraction > 0 else None)
+    mix = np.asarray(trunk.w_mix_dd[...], dtype=np.float64) if cfg.recombine == "mix" else None
+    outputs, dropped = [], 0
+    for x_td in np.asarray(x_btd, dtype=np.float64):
+        for pre in trunk.pre_blocks:
+            x_td = block(pre.weights(), x_td, cfg.n_heads)
+        short_sd = pool_causal(x_td, r)
+        delta_sd = np.zeros_like(short_sd)
+        for e in range(cfg.n_experts):
+            cols = slice(e * width, (e + 1) * width)
+            h = short_sd[:, cols]
+            for layer in range(cfg.expert_layers):
+                norm_attn, w_qkv, w_o, norm_ffn, w_in, w_out = (a[e, layer] for a in experts)
+                h = h + attention(np.stack([rms_norm(row, norm_attn) for row in h]), w_qkv, w_o, cfg.expert_heads)
+                out, _, drops = routed_group(np.stack([rms_norm(row, norm_ffn) for row in h]), w_router[e, layer],
+                                             w_in, w_out, cfg, p, None if bias is None else bias[e, layer],
+                                             None if fallback is None else [a[e, layer] for a in fallback])
+                h, dropped = h + out, dropped + drops
+            delta_sd[:, cols] = h - short_sd[:, cols]
+        if mix is not None:
+            delta_sd = delta_sd + delta_sd @ mix
+        outputs.append(x_td + np.stack([delta_sd[i // r] for i in range(x_td.shape[0])]))
+    return np.stack(outputs), dropped

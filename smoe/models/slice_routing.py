@@ -79,15 +79,16 @@ def routed_stack_forward(cfg: ModelConfig, weights, x_gsw: jax.Array) -> tuple[j
     return x_gsw, routes
 
 
-def slice_major(route_bes: routing.Routing) -> routing.Routing:
-    """[b, e, s, ...] statistics as the expert stage returns them -> [e, b, s, ...], one router per e."""
-    return jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), route_bes)
+def pooled(route_bes: routing.Routing) -> routing.Routing:
+    """Every slice's sequences as groups of one routing [b*e, s, ...] (batch-major, so the batch
+    sharding carries over): the statistics per token (k, drops, fallback, entropy, z) are then those
+    of the whole layer."""
+    return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), route_bes)
 
 
-def pooled(route_ebs: routing.Routing) -> routing.Routing:
-    """Every slice's sequences as groups of one routing [e*b, s, ...]: the statistics per token
-    (k, drops, fallback, entropy, z) are then those of the whole layer."""
-    return jax.tree.map(lambda a: a.reshape((-1,) + a.shape[2:]), route_ebs)
+def per_slice(fn):
+    """fn over one slice's routing, for every slice of [b, e, s, ...] statistics."""
+    return jax.vmap(fn, in_axes=1)
 
 
 def routed_expert_stage(cfg: ModelConfig, experts, routers: SliceRouters,
@@ -105,16 +106,15 @@ def routed_expert_stage(cfg: ModelConfig, experts, routers: SliceRouters,
     fixed_k = cfg.top_k if cfg.routing == "top_k" else None
     aux_loss, metrics, mean_k = jnp.zeros((), jnp.float32), {}, []
     for i, route_bes in enumerate(routes):
-        route_e = slice_major(route_bes)
-        balance_e = jax.vmap(lambda r: routing.load_balance_loss(r, fixed_k))(route_e)
-        aux_loss, layer_metrics = adaptive_routing.add_layer_aux(cfg, aux_loss, pooled(route_e), jnp.mean(balance_e))
-        layer_metrics["max_vio"] = jnp.max(jax.vmap(lambda r: adaptive_routing.adaptive_metrics(r)["max_vio"])(route_e))
-        layer_metrics["expert_load"] = jax.vmap(routing.expert_fraction)(route_e).reshape(-1) / cfg.n_experts
+        balance_e = per_slice(lambda r: routing.load_balance_loss(r, fixed_k))(route_bes)
+        aux_loss, layer_metrics = adaptive_routing.add_layer_aux(cfg, aux_loss, pooled(route_bes), jnp.mean(balance_e))
+        layer_metrics["max_vio"] = jnp.max(per_slice(lambda r: adaptive_routing.adaptive_metrics(r)["max_vio"])(route_bes))
+        layer_metrics["expert_load"] = per_slice(routing.expert_fraction)(route_bes).reshape(-1) / cfg.n_experts
         metrics.update({f"layer{cfg.pre_layers + i}/{name}": value for name, value in layer_metrics.items()})
         mean_k.append(layer_metrics["mean_k"])
         if cfg.balance == "bias":
             bias_elm = routers.router_bias_elm[...]
-            bias_em = jax.vmap(adaptive_routing.bias_update)(bias_elm[:, i], route_e)
+            bias_em = jax.vmap(adaptive_routing.bias_update, in_axes=(0, 1))(bias_elm[:, i], route_bes)
             routers.router_bias_elm[...] = bias_elm.at[:, i].set(bias_em)
     adaptive_routing.advance_controller(routers, cfg, p, mean_k, metrics)
     return out_besw, {"aux_loss": aux_loss, "metrics": metrics}

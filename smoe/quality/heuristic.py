@@ -44,7 +44,9 @@ class QualityPoint:
     n_experts: int = 1
     top_k: int = 1
     shorten: int = 1
-    # adaptive routing of family topk (issue 11), defaulting to ModelConfig's plain top-k
+    # family sectional: candidate FFNs per slice, routed like family topk (issue 11); 1 = plain sectional
+    slice_experts: int = _MODEL_DEFAULTS["slice_experts"]
+    # adaptive routing of family topk (and sectional with slice_experts > 1), defaulting to plain top-k
     routing: str = _MODEL_DEFAULTS["routing"]
     top_p: float = _MODEL_DEFAULTS["top_p"]
     k_target: float = _MODEL_DEFAULTS["k_target"]
@@ -78,8 +80,9 @@ class QualityPoint:
             raise UserError(f"family: must be one of {', '.join(FAMILIES)}, got {self.family!r}")
         if self.family in ("dense", "hourglass") and self.n_experts != 1:
             raise UserError(f"n_experts: a {self.family} model has no experts; drop it or set 1, got {self.n_experts}")
-        if self.family != "topk" and self.top_k != 1:
-            raise UserError(f"top_k: only family topk routes tokens; drop it for {self.family}")
+        if not self._routed and self.top_k != 1:
+            raise UserError(f"top_k: only family topk (or sectional with slice_experts > 1) routes tokens; "
+                            f"drop it for {self.family}")
         if self.family not in SHORTENED and self.shorten != 1:
             raise UserError(f"shorten: only families {' and '.join(SHORTENED)} shorten the sequence; "
                             f"drop it for {self.family}")
@@ -96,10 +99,15 @@ class QualityPoint:
         if self.family == "topk":
             return f"topk E{self.n_experts} {self._routing_label}"
         if self.family == "sectional":
-            return f"sectional E{self.n_experts} r{self.shorten}"
+            sectional = f"sectional E{self.n_experts} r{self.shorten}"
+            return f"{sectional} M{self.slice_experts} {self._routing_label}" if self._routed else sectional
         if self.family == "hourglass":
             return f"hourglass r{self.shorten}"
         return "dense"
+
+    @property
+    def _routed(self) -> bool:
+        return self.family == "topk" or (self.family == "sectional" and self.slice_experts != 1)
 
     @property
     def _routing_label(self) -> str:
@@ -119,8 +127,8 @@ class QualityPoint:
         return " ".join(parts)
 
 
-_ADAPTIVE_FIELDS = ("routing", "top_p", "k_target", "k_cap", "balance", "dynamic_loss_coef", "fallback_fraction",
-                    "renormalize_gates")
+_ADAPTIVE_FIELDS = ("slice_experts", "routing", "top_p", "k_target", "k_cap", "balance", "dynamic_loss_coef",
+                    "fallback_fraction", "renormalize_gates")
 _FIELDS = {f.name for f in fields(QualityPoint)}
 
 

@@ -24,17 +24,18 @@ def _metric_rows(run_dir: Path, split: str) -> list[dict]:
     return [row for row in rows if row["split"] == split]
 
 
-def _per_layer(row: dict, name: str, layers: int) -> list[float]:
-    return [row[f"layer{layer}/{name}"] for layer in range(layers)]
+def _per_layer(row: dict, name: str, layers: range) -> list[float]:
+    return [row[f"layer{layer}/{name}"] for layer in layers]
 
 
 def routing_fields(cfg, train_rows: list[dict]) -> dict:
-    """Token-routed points: k, MaxVio, fallback and drops per layer at the last logged step, the
-    expert stage's slot and useful forward FLOPs per token there, and k and MaxVio per layer over
-    training (so a report can show whether k falls and where it sits by depth)."""
-    if cfg.model.kind != "topk":
+    """Token-routed points (topk, sectional with slice_experts): k, MaxVio, fallback and drops per
+    routed layer at the last logged step, the expert stage's slot and useful forward FLOPs per token
+    there, and k and MaxVio per routed layer over training (so a report can show whether k falls and
+    where it sits by depth)."""
+    if not cfg.model.routed:
         return {}
-    layers, last = cfg.model.n_layers, train_rows[-1]
+    layers, last = cfg.model.routed_layers, train_rows[-1]
     tokens = cfg.train.batch_size * cfg.model.seq_len
     fields = {name: _per_layer(last, name, layers) for name in ("mean_k", "max_vio", "fallback_fraction",
                                                                  "fraction_dropped")}
