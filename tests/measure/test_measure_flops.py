@@ -33,7 +33,9 @@ def xla_forward_flops(cfg: ModelConfig) -> float:
                 k_cap=2, balance="bias", fallback_fraction=0.25),
     ModelConfig(kind="sectional", d_model=64, seq_len=32, n_layers=3, pre_layers=1, n_experts=4, shorten=2),
     ModelConfig(kind="sectional", d_model=64, seq_len=32, n_layers=2, n_experts=2, recombine="none"),
-], ids=["dense", "topk", "topk-adaptive", "sectional", "sectional-nomix"])
+    ModelConfig(kind="sectional", d_model=64, seq_len=32, n_layers=3, pre_layers=1, n_experts=4, shorten=2,
+                slice_experts=4, routing="controlled", k_target=1.5, k_cap=2, balance="bias", fallback_fraction=0.25),
+], ids=["dense", "topk", "topk-adaptive", "sectional", "sectional-nomix", "sectional-routed"])
 def test_analytic_flops_match_xla_forward(cfg):
     analytic, xla = analytic_flops(cfg, BATCH), xla_forward_flops(cfg)
     assert analytic <= xla <= (1 + TOLERANCE) * analytic, (xla / analytic, analytic_flop_terms(cfg, BATCH))

@@ -14,14 +14,18 @@ from smoe.models.trunks import top_k_ffn
 from tests.models.helpers import activations, tiny
 
 
-@pytest.mark.parametrize("adaptive", [{}, {"n_experts": 8, "routing": "top_p", "k_target": 1.5, "k_cap": 2,
-                                          "fallback_fraction": 0.25}])
-def test_slot_flops_match_the_model_flop_count(adaptive):
-    cfg = tiny(kind="topk", capacity_factor=1.25, **adaptive)
+ADAPTIVE = {"routing": "top_p", "k_target": 1.5, "k_cap": 2, "fallback_fraction": 0.25}
+
+
+@pytest.mark.parametrize("kind,adaptive", [("topk", {}), ("topk", {"n_experts": 8, **ADAPTIVE}),
+                                           ("sectional", {"slice_experts": 4, **ADAPTIVE})])
+def test_slot_flops_match_the_model_flop_count(kind, adaptive):
+    cfg = tiny(kind=kind, capacity_factor=1.25, **adaptive)
     terms = analytic_flop_terms(cfg, batch=3)
-    expected = terms["ffn_in"] + terms["ffn_out"] + terms.get("fallback_ffn", 0.0)
+    prefix = "experts_" if kind == "sectional" else ""
+    expected = sum(terms.get(prefix + name, 0.0) for name in ("ffn_in", "ffn_out", "fallback_ffn"))
     assert accounting.slot_flops(cfg, 3) == pytest.approx(expected)
-    assert ("fallback_ffn" in terms) == bool(adaptive)
+    assert (prefix + "fallback_ffn" in terms) == bool(adaptive)
 
 
 def test_slot_equals_useful_when_every_slot_is_filled():

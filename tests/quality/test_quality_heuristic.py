@@ -12,8 +12,10 @@ from smoe.quality.heuristic import (MIN_STEPS, batch_size, config_for_budget, le
 
 ADAPTIVE = {"family": "topk", "n_experts": 4, "routing": "controlled", "k_target": 1.5, "k_cap": 2,
             "balance": "bias", "fallback_fraction": 0.1}
+SLICES = {"family": "sectional", "n_experts": 4, "slice_experts": 4, "routing": "controlled", "k_target": 1.5}
 ARCHES = [{"family": "dense"}, {"family": "topk", "n_experts": 4, "top_k": 2},
-          {"family": "sectional", "n_experts": 4}, {"family": "sectional", "n_experts": 8, "shorten": 2}, ADAPTIVE]
+          {"family": "sectional", "n_experts": 4}, {"family": "sectional", "n_experts": 8, "shorten": 2}, ADAPTIVE,
+          SLICES]
 
 
 @pytest.mark.parametrize("arch", ARCHES)
@@ -52,6 +54,11 @@ def test_parameter_counts_match_built_models(arch):
         # sized for k_target = 1.5 of 4 expert FFNs; the k_cap = 2 wide fallback FFN is off the token's path
         ffn = 2 * cfg.d_model * cfg.d_ff
         assert params_total(cfg) - params_active(cfg) == cfg.n_layers * (2.5 * ffn + 2 * ffn)
+    elif arch == SLICES:
+        # per slice and expert layer, sized for k_target = 1.5 of 4 candidate FFNs of width d/E
+        width = cfg.expert_width
+        assert params_total(cfg) - params_active(cfg) == cfg.n_experts * cfg.expert_layers * 2.5 * (
+            2 * width * cfg.ffn_mult * width)
     elif arch["family"] == "topk":
         # a token passes through 2 of 4 expert FFNs per layer
         assert params_total(cfg) - params_active(cfg) == cfg.n_layers * 2 * 2 * cfg.d_model * cfg.d_ff
@@ -92,6 +99,8 @@ def test_adaptive_routing_keys_reach_the_model_and_the_label():
     assert top_p.label == "topk E8 p0.3"
     # the default point is today's top-k, under today's label
     assert point_from_dict({"arch": ARCHES[1], "d_model": 32, "budget": 1e12}).label == "topk E4 k2"
+    slices = point_from_dict({"arch": SLICES, "d_model": 32, "budget": 1e12})
+    assert (config_for_budget(slices).model.slice_experts, slices.label) == (4, "sectional E4 r1 M4 ktarget1.5")
     # a lower k_target buys more steps from the same budget: capacity, and so slot FLOPs, shrink
     lower = point_from_dict({"arch": ADAPTIVE | {"k_target": 1.0}, "d_model": 32, "budget": 1e12})
     assert config_for_budget(lower).train.steps > config_for_budget(point).train.steps
@@ -110,6 +119,8 @@ def test_adaptive_routing_keys_reach_the_model_and_the_label():
     ({"family": "sectional", "d_model": 32, "budget": 1e12, "n_experts": 3}, "n_experts"),
     ({"family": "dense", "d_model": 32, "budget": 1e12, "seq_len": 0}, "seq_len"),
     ({"family": "dense", "d_model": 32, "budget": 1e12, "routing": "top_p"}, "routing"),
+    ({"family": "sectional", "d_model": 32, "budget": 1e12, "n_experts": 4, "top_k": 2}, "top_k"),
+    ({"family": "sectional", "d_model": 32, "budget": 1e12, "n_experts": 4, "slice_experts": 2, "top_k": 3}, "top_k"),
     ({"family": "topk", "d_model": 32, "budget": 1e12, "n_experts": 4, "routing": "controlled", "k_target": 5.0},
      "k_target"),
     ({"family": "topk", "d_model": 32, "budget": 1e12, "n_experts": 4, "balance": "aux"}, "balance"),

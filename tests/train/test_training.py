@@ -18,9 +18,11 @@ from smoe.train import train
 from tests.train.helpers import run_config, tiny_run, write_config
 
 
-@pytest.mark.parametrize("kind", ["dense", "topk", "sectional"])
-def test_two_steps_lower_the_loss_on_real_text(shakespeare, kind):
-    cfg = run_config(tiny_run(model={"kind": kind}, train={"warmup_steps": 0, "learning_rate": 0.01}))
+@pytest.mark.parametrize("model", [{"kind": "dense"}, {"kind": "topk"}, {"kind": "sectional"},
+                                   {"kind": "sectional", "slice_experts": 4, "routing": "controlled", "k_target": 1.5,
+                                    "balance": "bias"}], ids=["dense", "topk", "sectional", "sectional-routed"])
+def test_two_steps_lower_the_loss_on_real_text(shakespeare, model):
+    cfg = run_config(tiny_run(model=model, train={"warmup_steps": 0, "learning_rate": 0.01}))
     mesh = sharding.make_mesh(cfg.mesh)
     programs = steps.build(cfg, mesh)
     corpus = load_corpus("shakespeare")
