@@ -68,6 +68,9 @@ def net_from_model(model) -> tuple[Net, Spec]:
     cfg = model.cfg
     if cfg.kind == "topk":
         raise UserError("model.kind: decoding and sparsity support the dense and sectional models, got 'topk'")
+    if cfg.slice_experts > 1:
+        raise UserError("model.slice_experts: decoding and sparsity support sectional slices with one FFN; "
+                        "set slice_experts: 1")
     if cfg.kind == "sectional" and cfg.shorten != 1:
         raise UserError(f"model.shorten: KV-cache decoding and sparsity support shorten=1 only, got {cfg.shorten}")
     add_group = lambda w: jax.tree.map(lambda a: a[None], w)  # noqa: E731

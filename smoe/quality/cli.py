@@ -104,7 +104,7 @@ def _routing(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     out = Path(args.out) if args.out else run_dir / "routing.png"
     series = routing_figure(run_dir, out, args.title)
-    for layer, mean_k in enumerate(series["mean_k"]):
+    for layer, mean_k in zip(series["layers"], series["mean_k"]):
         print(f"layer {layer}: mean k {mean_k[0]:.3f} at step {series['steps'][0]} -> {mean_k[-1]:.3f} "
               f"at step {series['steps'][-1]}")
     print(f"wrote {out}")

@@ -42,6 +42,8 @@ class Layout:
 def layout_for(cfg: ModelConfig) -> Layout:
     if cfg.kind == "topk":
         raise UserError("model.kind: sparsity supports the dense and sectional models, got 'topk'")
+    if cfg.slice_experts > 1:
+        raise UserError("model.slice_experts: sparsity supports sectional slices with one FFN; set slice_experts: 1")
     if cfg.kind == "dense":
         return Layout((Layer(1, cfg.n_heads, cfg.d_ff, cfg.d_model),) * cfg.n_layers, cfg.d_model)
     full = Layer(1, cfg.n_heads, cfg.d_ff, cfg.d_model)
