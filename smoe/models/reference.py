@@ -76,10 +76,14 @@ def pool_causal(x_td: np.ndarray, r: int) -> np.ndarray:
     return out
 
 
-def sectional_trunk(trunk, x_btd: np.ndarray, cfg: ModelConfig) -> np.ndarray:
-    """Pre-expert blocks, then each expert e runs its layers on columns [e*w, (e+1)*w) of the shortened stream."""
+def sectional_trunk(trunk, x_btd: np.ndarray, cfg: ModelConfig, expert_block=None) -> np.ndarray:
+    """Pre-expert blocks, then each expert e runs its layers on columns [e*w, (e+1)*w) of the shortened
+    stream; `expert_block(e, layer, h)` is one of those layers (default: the plain block)."""
     width, r = cfg.expert_width, cfg.shorten
     experts = [np.asarray(a, dtype=np.float64) for a in trunk.experts.weights()]
+    if expert_block is None:
+        def expert_block(e, layer, h):
+            return block([a[e, layer] for a in experts], h, cfg.expert_heads)
     mix = np.asarray(trunk.w_mix_dd[...], dtype=np.float64) if cfg.recombine == "mix" else None
     outputs = []
     for x_td in np.asarray(x_btd, dtype=np.float64):
@@ -91,7 +95,7 @@ def sectional_trunk(trunk, x_btd: np.ndarray, cfg: ModelConfig) -> np.ndarray:
             cols = slice(e * width, (e + 1) * width)
             h = short_sd[:, cols]
             for layer in range(cfg.expert_layers):
-                h = block([a[e, layer] for a in experts], h, cfg.expert_heads)
+                h = expert_block(e, layer, h)
             delta_sd[:, cols] = h - short_sd[:, cols]
         if mix is not None:
             delta_sd = delta_sd + delta_sd @ mix
@@ -173,32 +177,21 @@ def routed_sectional_trunk(trunk, x_btd: np.ndarray, cfg: ModelConfig, p: float 
     """The sectional trunk with slice_experts > 1: as `sectional_trunk`, but each expert block's FFN
     on slice e is `routed_group` over that slice and layer's candidates (p: the top-p threshold, None
     for top-k). Returns (output, dropped choices)."""
-    width, r = cfg.expert_width, cfg.shorten
     experts = [np.asarray(a, dtype=np.float64) for a in trunk.experts.weights()]
     routers = trunk.slice_routers
     w_router = np.asarray(routers.w_router_elwm[...], dtype=np.float64)
     bias = np.asarray(routers.router_bias_elm[...], dtype=np.float64) if cfg.balance == "bias" else None
     fallback = ([np.asarray(a[...], dtype=np.float64) for a in (routers.w_fallback_in_elwf, routers.w_fallback_out_elfw)]
                 if cfg.fallback_fraction > 0 else None)
-    mix = np.asarray(trunk.w_mix_dd[...], dtype=np.float64) if cfg.recombine == "mix" else None
-    outputs, dropped = [], 0
-    for x_td in np.asarray(x_btd, dtype=np.float64):
-        for pre in trunk.pre_blocks:
-            x_td = block(pre.weights(), x_td, cfg.n_heads)
-        short_sd = pool_causal(x_td, r)
-        delta_sd = np.zeros_like(short_sd)
-        for e in range(cfg.n_experts):
-            cols = slice(e * width, (e + 1) * width)
-            h = short_sd[:, cols]
-            for layer in range(cfg.expert_layers):
-                norm_attn, w_qkv, w_o, norm_ffn, w_in, w_out = (a[e, layer] for a in experts)
-                h = h + attention(np.stack([rms_norm(row, norm_attn) for row in h]), w_qkv, w_o, cfg.expert_heads)
-                out, _, drops = routed_group(np.stack([rms_norm(row, norm_ffn) for row in h]), w_router[e, layer],
-                                             w_in, w_out, cfg, p, None if bias is None else bias[e, layer],
-                                             None if fallback is None else [a[e, layer] for a in fallback])
-                h, dropped = h + out, dropped + drops
-            delta_sd[:, cols] = h - short_sd[:, cols]
-        if mix is not None:
-            delta_sd = delta_sd + delta_sd @ mix
-        outputs.append(x_td + np.stack([delta_sd[i // r] for i in range(x_td.shape[0])]))
-    return np.stack(outputs), dropped
+    dropped = []
+
+    def routed_block(e, layer, h):
+        norm_attn, w_qkv, w_o, norm_ffn, w_in, w_out = (a[e, layer] for a in experts)
+        h = h + attention(np.stack([rms_norm(row, norm_attn) for row in h]), w_qkv, w_o, cfg.expert_heads)
+        out, _, drops = routed_group(np.stack([rms_norm(row, norm_ffn) for row in h]), w_router[e, layer], w_in, w_out,
+                                     cfg, p, None if bias is None else bias[e, layer],
+                                     None if fallback is None else [a[e, layer] for a in fallback])
+        dropped.append(drops)
+        return h + out
+
+    return sectional_trunk(trunk, x_btd, cfg, routed_block), sum(dropped)

@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from smoe import sharding
-from smoe.config import MeshConfig
 from smoe.models import adaptive_routing as ar
 from smoe.models import reference, routing
 from smoe.models.layers import rms_norm
 from smoe.models.lm import lm_loss, make_model
 from smoe.models.trunks import top_k_ffn
-from tests.models.helpers import activations, lm_logits, tiny, tokens
+from tests.models.helpers import activations, compiled_on_mesh, lm_logits, tiny, tokens
 
 TOL = dict(rtol=2e-4, atol=2e-5)
 
@@ -179,15 +177,9 @@ def test_adaptive_model_sharded_equals_single_device():
     assert float(fallback) > 0 and np.any(np.asarray(router_ref["trunk"]["blocks"][0]["router_bias_e"]) != 0)
     assert float(router_ref["trunk"]["router_p"]) != cfg.top_p
     for shape in [(1, 8), (2, 4)]:
-        mesh = sharding.make_mesh(MeshConfig(*shape))
-        def on_mesh(state, mesh=mesh):
-            return jax.device_put(nnx.to_pure_dict(state), sharding.param_shardings(state, mesh))
-
-        args = on_mesh(params), on_mesh(router), jax.device_put(window, sharding.batch_sharding(mesh))
-        with jax.set_mesh(mesh):
-            # one compile per mesh serves both the numbers and the HLO check
-            compiled = loss_and_grad.lower(*args).compile()
-            (value, (new_router, _)), grads = compiled(*args)
+        # one compile per mesh serves both the numbers and the HLO check
+        compiled, args = compiled_on_mesh(loss_and_grad, shape, params, router, window)
+        (value, (new_router, _)), grads = compiled(*args)
         hlo = compiled.as_text()
         # Same pattern as top-k: 2 all-to-alls per expert stage each way; routing state and
         # metrics are reductions, never a gather of the batch.

@@ -9,13 +9,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from smoe import sharding
-from smoe.config import MeshConfig
 from smoe.errors import UserError
 from smoe.models import adaptive_routing as ar
 from smoe.models import reference
 from smoe.models.lm import lm_loss, make_model
-from tests.models.helpers import activations, tiny, tokens, trunk_forward
+from tests.models.helpers import compiled_on_mesh, activations, tiny, tokens, trunk_forward
 
 TOL = dict(rtol=2e-4, atol=2e-5)
 
@@ -82,15 +80,9 @@ def test_routed_slices_sharded_equal_single_device():
         assert 1.0 <= float(metrics[f"layer{layer}/mean_k"]) <= cfg.max_choices
         assert np.asarray(metrics[f"layer{layer}/expert_load"]).shape == (cfg.n_experts * cfg.slice_experts,)
     for shape in [(1, 8), (2, 4)]:
-        mesh = sharding.make_mesh(MeshConfig(*shape))
-
-        def on_mesh(state, mesh=mesh):
-            return jax.device_put(nnx.to_pure_dict(state), sharding.param_shardings(state, mesh))
-
-        args = on_mesh(params), on_mesh(router), jax.device_put(window, sharding.batch_sharding(mesh))
-        with jax.set_mesh(mesh):
-            compiled = loss_and_grad.lower(*args).compile()
-            (value, (new_router, _)), grads = compiled(*args)
+        # one compile per mesh serves both the numbers and the HLO check
+        compiled, args = compiled_on_mesh(loss_and_grad, shape, params, router, window)
+        (value, (new_router, _)), grads = compiled(*args)
         assert not re.search(r"\ball-gather(?:-start)?\(", compiled.as_text())
         np.testing.assert_allclose(float(value), float(loss_ref), rtol=1e-6, err_msg=f"mesh {shape}")
         jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), new_router, router_ref)
