@@ -13,7 +13,7 @@ from smoe.errors import UserError
 from smoe.models import adaptive_routing as ar
 from smoe.models import reference
 from smoe.models.lm import lm_loss, make_model
-from tests.models.helpers import compiled_on_mesh, activations, tiny, tokens, trunk_forward
+from tests.models.helpers import activations, compiled_on_mesh, tiny, tokens, trunk_forward
 
 TOL = dict(rtol=2e-4, atol=2e-5)
 
