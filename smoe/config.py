@@ -13,12 +13,11 @@ from typing import Any
 
 import yaml
 
-from smoe.errors import UserError
+from smoe.errors import UserError, require as _require
+from smoe.routing_config import check_routing
 
 MODEL_KINDS = ("dense", "topk", "sectional")
 RECOMBINE_MODES = ("none", "mix")
-ROUTINGS = ("top_k", "top_p", "controlled")
-BALANCES = ("switch", "bias", "none")
 ATTENTION_KINDS = ("dense", "indexer")
 # "dense" runs the indexer for its loss but attends to every past key (the indexer warm-up stage)
 ATTENTION_MODES = ("mask", "gather", "block", "dense")
@@ -30,11 +29,6 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 # reference: the hand-written softmax(q.k)v; xla / cudnn: jax.nn.dot_product_attention's implementations
 ATTENTION_IMPLS = ("reference", "xla", "cudnn")
 REMAT_MODES = ("none", "block")
-
-
-def _require(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise UserError(f"{key}: {message}")
 
 
 def _positive(obj: Any, section: str, *names: str) -> None:
@@ -65,12 +59,12 @@ class ModelConfig:
     expert_heads: int = 1
     shorten: int = 1
     recombine: str = "mix"
-    # MH-MoE-style sub-token routing inside the sectional experts (issue 11): each slice's FFN is
-    # routed among this many candidate FFNs of the slice's width, by the adaptive-routing keys below;
-    # 1 = one FFN per slice, the plain sectional model
+    # MH-MoE-style sub-token routing in the sectional experts (issue 11): each slice's FFN is routed
+    # among this many candidate FFNs of the slice's width by the keys below; 1 = plain sectional
     slice_experts: int = 1
-    # adaptive routing (issue 11); kind: topk, or sectional with slice_experts > 1. k_target sizes expert capacity for top_p and
-    # controlled routing and is the controller's target; k_cap = 0 means no cap (n_experts).
+    # adaptive routing (issue 11; smoe/routing_config.py); kind: topk, or sectional with slice_experts > 1.
+    # k_target sizes expert capacity for top_p and controlled routing and is the controller's target;
+    # k_cap = 0 means no cap (every expert the router chooses among).
     routing: str = "top_k"
     top_p: float = 0.4
     k_target: float = 2.0
@@ -121,7 +115,7 @@ class ModelConfig:
                      "routed slice FFNs run with dense attention; set model.attention: dense or slice_experts: 1")
         _require(self.kind == "sectional" or self.slice_experts == 1, "model.slice_experts",
                  f"routes the FFNs of sectional slices; drop it or set model.kind: sectional, got {self.slice_experts}")
-        self._check_adaptive_routing()
+        check_routing(self)
         self._validate_sparse_attention()
         self._check_speed_options()
 
@@ -135,34 +129,6 @@ class ModelConfig:
                  "indexer attention has its own kernel; use attention_impl: reference with attention: indexer")
         _require(self.attention_impl != "cudnn" or self.compute_dtype == "bfloat16", "model.attention_impl",
                  "cudnn flash attention needs 16-bit inputs; set model.compute_dtype: bfloat16 or use xla")
-
-    def _check_adaptive_routing(self) -> None:
-        if not self.routed:
-            defaults = ModelConfig.__dataclass_fields__
-            changed = [name for name in ("routing", "k_cap", "balance", "dynamic_loss_coef", "fallback_fraction",
-                                         "renormalize_gates") if getattr(self, name) != defaults[name].default]
-            _require(not changed, f"model.{changed[0] if changed else 'routing'}",
-                     "adaptive routing applies to kind: topk, or sectional with slice_experts > 1; remove the key "
-                     "or set model.kind: topk")
-            return
-        experts, name = self.routed_experts, "n_experts" if self.kind == "topk" else "slice_experts"
-        _require(self.top_k <= experts, "model.top_k", f"must be <= {name}={experts}, got {self.top_k}")
-        _require(self.routing in ROUTINGS, "model.routing", f"must be one of {ROUTINGS}, got {self.routing!r}")
-        _require(self.balance in BALANCES, "model.balance", f"must be one of {BALANCES}, got {self.balance!r}")
-        _require(0.0 < self.top_p <= 1.0, "model.top_p", f"must be in (0, 1], got {self.top_p}")
-        if self.routing != "top_k":
-            _require(0.0 < self.k_target <= experts, "model.k_target",
-                     f"must be in (0, {name}={experts}], got {self.k_target}")
-        _require(0 <= self.k_cap <= experts, "model.k_cap", f"must be in [0, {name}={experts}] (0 = no cap), got {self.k_cap}")
-        _require(self.dynamic_loss_coef >= 0, "model.dynamic_loss_coef", f"must be >= 0, got {self.dynamic_loss_coef}")
-        _require(0.0 <= self.fallback_fraction < 1.0, "model.fallback_fraction",
-                 f"must be in [0, 1) (0 = no dense fallback), got {self.fallback_fraction}")
-        _require(not (self.renormalize_gates and self.routing == "top_k"), "model.renormalize_gates",
-                 "applies to routing top_p or controlled (top-k gates are the raw probabilities)")
-        if self.fallback_fraction > 0:
-            _require(self.routing != "top_k" and self.max_choices < experts, "model.fallback_fraction",
-                     "a token falls back when its top-p set would exceed k_cap: set model.routing to top_p or "
-                     f"controlled and 0 < model.k_cap < {name}")
 
     @property
     def routed(self) -> bool:

@@ -13,6 +13,12 @@ class UserError(Exception):
     """Bad input from the user: a config key, a value, a path. The message names the field and the fix."""
 
 
+def require(ok: bool, key: str, message: str) -> None:
+    """UserError "key: message" unless ok."""
+    if not ok:
+        raise UserError(f"{key}: {message}")
+
+
 def report_interrupt(resume_command: str, kept: str = "") -> int:
     """One line instead of a KeyboardInterrupt traceback; returns the exit code."""
     print(f"smoe: interrupted; resume with: {resume_command}{f' ({kept})' if kept else ''}", file=sys.stderr)

@@ -181,8 +181,8 @@ def routed_sectional_trunk(trunk, x_btd: np.ndarray, cfg: ModelConfig, p: float 
     routers = trunk.slice_routers
     w_router = np.asarray(routers.w_router_elwm[...], dtype=np.float64)
     bias = np.asarray(routers.router_bias_elm[...], dtype=np.float64) if cfg.balance == "bias" else None
-    fallback = ([np.asarray(a[...], dtype=np.float64) for a in (routers.w_fallback_in_elwf, routers.w_fallback_out_elfw)]
-                if cfg.fallback_fraction > 0 else None)
+    fallback = (_weights(routers, "w_fallback_in_elwf", "w_fallback_out_elfw") if cfg.fallback_fraction > 0
+                else None)
     dropped = []
 
     def routed_block(e, layer, h):

@@ -108,7 +108,8 @@ def routed_expert_stage(cfg: ModelConfig, experts, routers: SliceRouters,
     for i, route_bes in enumerate(routes):
         balance_e = per_slice(lambda r: routing.load_balance_loss(r, fixed_k))(route_bes)
         aux_loss, layer_metrics = adaptive_routing.add_layer_aux(cfg, aux_loss, pooled(route_bes), jnp.mean(balance_e))
-        layer_metrics["max_vio"] = jnp.max(per_slice(lambda r: adaptive_routing.adaptive_metrics(r)["max_vio"])(route_bes))
+        max_vio_e = per_slice(lambda r: adaptive_routing.adaptive_metrics(r)["max_vio"])(route_bes)
+        layer_metrics["max_vio"] = jnp.max(max_vio_e)
         layer_metrics["expert_load"] = per_slice(routing.expert_fraction)(route_bes).reshape(-1) / cfg.n_experts
         metrics.update({f"layer{cfg.pre_layers + i}/{name}": value for name, value in layer_metrics.items()})
         mean_k.append(layer_metrics["mean_k"])
