@@ -12,13 +12,13 @@ from smoe.run_log import METRICS_NAME
 LAYERS, EXPERTS, STEPS = 2, 4, (10, 20, 30)
 
 
-def _write_run(run_dir, routed=True):
+def _write_run(run_dir, routed=True, first_layer=0):
     run_dir.mkdir()
     rng = np.random.default_rng(0)
     rows = []
     for step in STEPS:
         row = {"step": step, "split": "train", "loss": 3.0}
-        for layer in range(LAYERS) if routed else ():
+        for layer in range(first_layer, first_layer + LAYERS) if routed else ():
             load = rng.dirichlet(np.ones(EXPERTS))
             histogram = rng.dirichlet(np.ones(EXPERTS + 1))
             row |= {f"layer{layer}/expert_load": load.tolist(), f"layer{layer}/k_histogram": histogram.tolist(),
@@ -28,10 +28,12 @@ def _write_run(run_dir, routed=True):
     return rows
 
 
-def test_figure_draws_every_layer_from_the_train_rows(tmp_path, monkeypatch):
+# first_layer 1: a sectional model with routed slices logs its expert layers, after one pre-expert block
+@pytest.mark.parametrize("first_layer", [0, 1])
+def test_figure_draws_every_layer_from_the_train_rows(tmp_path, monkeypatch, first_layer):
     import matplotlib.image
 
-    rows = [row for row in _write_run(tmp_path / "run") if row["split"] == "train"]
+    rows = [row for row in _write_run(tmp_path / "run", first_layer=first_layer) if row["split"] == "train"]
     drawn = {}
     save = routing_figure._save
 
@@ -42,11 +44,11 @@ def test_figure_draws_every_layer_from_the_train_rows(tmp_path, monkeypatch):
 
     monkeypatch.setattr(routing_figure, "_save", keep)
     series = routing_figure.routing_figure(tmp_path / "run", tmp_path / "routing.png")
-    assert list(series["steps"]) == list(STEPS)
-    for layer in range(LAYERS):
+    assert list(series["steps"]) == list(STEPS) and series["layers"] == list(range(first_layer, first_layer + LAYERS))
+    for column, layer in enumerate(series["layers"]):
         expected = np.array([row[f"layer{layer}/expert_load"] for row in rows])
-        np.testing.assert_allclose(drawn["images"][layer], expected.T)  # experts up, steps across
-        assert drawn["curves"][layer] == [row[f"layer{layer}/mean_k"] for row in rows]
+        np.testing.assert_allclose(drawn["images"][column], expected.T)  # experts up, steps across
+        assert drawn["curves"][column] == [row[f"layer{layer}/mean_k"] for row in rows]
     image = matplotlib.image.imread(tmp_path / "routing.png")
     assert image.shape[1] == pytest.approx(3.2 * LAYERS * 110, abs=2) and image.std() > 0.01
 
