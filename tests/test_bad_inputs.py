@@ -315,7 +315,8 @@ def test_ctrl_c_in_train_is_one_line_exit_130(tmp_path):
 
 def test_ctrl_c_in_sweep_is_one_line_exit_130_and_resumes(tmp_path):
     config = tmp_path / "s.yaml"
-    config.write_text("name: slow\nkind: synthetic\nbase: {a: 1.0, sleep: 0.3}\ngrid:\n  E: [1, 2, 3, 4, 5, 6, 7, 8]\n")
+    # 16 points of 0.3 s: long enough that a loaded machine still delivers the interrupt mid-sweep
+    config.write_text("name: slow\nkind: synthetic\nbase: {a: 1.0, sleep: 0.3}\ngrid:\n  E: %s\n" % list(range(1, 17)))
     out = tmp_path / "sweep"
     process = _smoe("sweep", str(config), "--out", str(out), "--no-progress")
     _interrupt_when(process, lambda: (out / DB_NAME).is_file() and time.sleep(0.8) is None)
