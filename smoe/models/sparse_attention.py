@@ -28,6 +28,7 @@ from flax import nnx
 from jax import lax
 
 from smoe.config import ModelConfig
+from smoe.models.expert_parallel import batch_local
 from smoe.models.layers import INIT_STD, BlockWeights, attention_probs, ffn, param, rms_norm, split_heads
 
 Stats = dict  # {"kl": [b], and "recall": [b] when measured}: per sequence, so expert-parallel vmaps can carry them
@@ -104,9 +105,15 @@ def selection_scores(scores_bts: jax.Array, spec: SparseSpec) -> jax.Array:
     return scores_bts
 
 
+def top_k_per_sequence(x_bts: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """`lax.top_k` on each device's own sequences (`batch_local`): on a batch-sharded mesh XLA would
+    otherwise all-gather the [b, t, s] scores first."""
+    return batch_local(lambda _, x: lax.top_k(x, k), None, x_bts)
+
+
 def select_topk(scores_bts: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     """Indices of the k best keys per query; `valid` is False where fewer than k keys are causal."""
-    vals_btk, idx_btk = lax.top_k(lax.stop_gradient(scores_bts), min(k, scores_bts.shape[-1]))
+    vals_btk, idx_btk = top_k_per_sequence(lax.stop_gradient(scores_bts), min(k, scores_bts.shape[-1]))
     return idx_btk, vals_btk > -jnp.inf
 
 
@@ -200,7 +207,7 @@ def indexer_recall(q_bthk, k_bshk, selected_bts: jax.Array, k: int) -> jax.Array
     t = q_bthk.shape[1]
     causal = jnp.tril(jnp.ones((t, t), dtype=bool))
     oracle_bts = jnp.sum(attention_probs(lax.stop_gradient(q_bthk), lax.stop_gradient(k_bshk), causal), axis=1)
-    vals_btk, idx_btk = lax.top_k(jnp.where(causal, oracle_bts, -1.0), min(k, t))
+    vals_btk, idx_btk = top_k_per_sequence(jnp.where(causal, oracle_bts, -1.0), min(k, t))
     counted_btk = vals_btk >= 0
     hits_btk = jnp.take_along_axis(selected_bts, idx_btk, axis=-1) & counted_btk
     return jnp.sum(hits_btk, axis=(1, 2)) / jnp.sum(counted_btk, axis=(1, 2))
