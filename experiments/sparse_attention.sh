@@ -9,9 +9,10 @@ RUNS=${1:-runs/sparse_attention}
 CONFIG=experiments/configs/sparse_attention.yaml
 PY=${PYTHON:-python}
 DENSE_STEPS=400
-MORE_STEPS=100   # every continued arm, the warm-up and the control
-CONTINUE=(--set train.learning_rate=0.001 --set train.warmup_steps=10 --set train.eval_every=50
-          --set train.checkpoint_every=50)
+WARMUP_STEPS=100
+MORE_STEPS=60    # every continued arm and the control (short: the machine is shared)
+CONTINUE=(--set train.learning_rate=0.001 --set train.warmup_steps=10 --set train.eval_every=30
+          --set train.checkpoint_every=30)
 SPARSE=(--set model.attention=indexer --set train.stage=sparse)
 
 arm() {  # arm NAME ARGS...: one run into $RUNS/NAME, logged to $RUNS/NAME.log
@@ -27,7 +28,8 @@ arm() {  # arm NAME ARGS...: one run into $RUNS/NAME, logged to $RUNS/NAME.log
 mkdir -p "$RUNS"
 arm dense --set train.steps=$DENSE_STEPS
 arm warmup --init-from "$RUNS/dense" --set model.attention=indexer --set train.stage=indexer_warmup \
-  --set model.attention_topk=64 --set train.steps=$MORE_STEPS "${CONTINUE[@]}"
+  --set model.attention_topk=64 --set train.steps=$WARMUP_STEPS "${CONTINUE[@]}" --set train.eval_every=50 \
+  --set train.checkpoint_every=50
 arm control --init-from "$RUNS/dense" --set train.steps=$MORE_STEPS "${CONTINUE[@]}"
 for k in 128 64; do
   arm indexer_k$k --init-from "$RUNS/warmup" "${SPARSE[@]}" --set model.attention_topk=$k \
@@ -40,4 +42,3 @@ baseline() {  # baseline SELECT K: the same k chosen by a fixed pattern, continu
 baseline window 64
 baseline random 64
 arm native_k64 "${SPARSE[@]}" --set model.attention_topk=64 --set train.steps=$((DENSE_STEPS + MORE_STEPS))
-baseline window 128
