@@ -42,3 +42,5 @@ baseline() {  # baseline SELECT K: the same k chosen by a fixed pattern, continu
 baseline window 64
 baseline random 64
 arm native_k64 "${SPARSE[@]}" --set model.attention_topk=64 --set train.steps=$((DENSE_STEPS + MORE_STEPS))
+baseline window 128
+baseline random 128

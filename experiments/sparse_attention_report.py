@@ -74,12 +74,14 @@ def figures(result: dict, out: Path) -> None:
                         if a.get("select") == select and a.get("from") != "scratch")
         if points:
             ax.plot(*zip(*points), marker=marker, label=f"{select} (continued)")
-    native = [a for a in arms.values() if a.get("from") == "scratch"]
+    native = [a for a in arms.values() if a.get("from") == "scratch" and "topk" in a]
     for a in native:
         ax.plot(a["topk"] / seq, a["val_ce"], "k^", label=f"indexer, native sparse ({a['step']} steps)")
     ax.axhline(control["val_ce"], color="gray", ls="--", label="dense control")
     ax.set(xscale="log", xlabel="k / L", ylabel="val cross-entropy (nats/byte)",
            title=f"Sparse attention, L = {seq}: val loss vs k/L")
+    ax.set_xticks([1 / 16, 1 / 8, 1 / 4, 1 / 2], labels=["1/16", "1/8", "1/4", "1/2"])
+    ax.minorticks_off()
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "loss_vs_k.png", dpi=120)
@@ -97,6 +99,8 @@ def figures(result: dict, out: Path) -> None:
     ax.axhline(0.8, color="gray", ls=":", label="target 0.8 at k/L = 1/8")
     ax.set(xscale="log", xlabel="k / L", ylabel="recall of the oracle top-k", ylim=(0, 1.02),
            title=f"Indexer recall vs k/L, L = {seq}")
+    ax.set_xticks([1 / 16, 1 / 8, 1 / 4, 1 / 2], labels=["1/16", "1/8", "1/4", "1/2"])
+    ax.minorticks_off()
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "recall_vs_k.png", dpi=120)

@@ -82,6 +82,9 @@ ax_ops.axhline(1.0, color="gray", ls="--", label="dense")
 ax_ops.axhline(0.5, color="gray", ls=":", label="target: 2x below dense")
 ax_ops.set(xscale="log", yscale="log", xlabel="L (k = L/8)", ylabel="time / dense attention",
            title="attention op time (CPU)")
+for ax in (ax_loss, ax_recall):
+    ax.set_xticks([1 / 16, 1 / 8, 1 / 4, 1 / 2], labels=["1/16", "1/8", "1/4", "1/2"])
+    ax.minorticks_off()
 for ax in (ax_loss, ax_recall, ax_ops):
     ax.legend()
 figlib.save(fig, "06_sparse_attention_results.png")
