@@ -60,6 +60,18 @@ def last_eval_like(metrics: dict) -> dict:
     return {"recall": sum(recall) / len(recall), "val_ce": metrics["ce"]}
 
 
+def _save(fig, ax, path: Path) -> None:
+    """k/L ticks as fractions on the log axis, legend, and the PNG."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xticks([1 / 16, 1 / 8, 1 / 4, 1 / 2], labels=["1/16", "1/8", "1/4", "1/2"])
+    ax.minorticks_off()
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def figures(result: dict, out: Path) -> None:
     import matplotlib
 
@@ -80,12 +92,7 @@ def figures(result: dict, out: Path) -> None:
     ax.axhline(control["val_ce"], color="gray", ls="--", label="dense control")
     ax.set(xscale="log", xlabel="k / L", ylabel="val cross-entropy (nats/byte)",
            title=f"Sparse attention, L = {seq}: val loss vs k/L")
-    ax.set_xticks([1 / 16, 1 / 8, 1 / 4, 1 / 2], labels=["1/16", "1/8", "1/4", "1/2"])
-    ax.minorticks_off()
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "loss_vs_k.png", dpi=120)
-    plt.close(fig)
+    _save(fig, ax, out / "loss_vs_k.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for select, marker in zip(SELECTORS, "osD"):
@@ -99,12 +106,7 @@ def figures(result: dict, out: Path) -> None:
     ax.axhline(0.8, color="gray", ls=":", label="target 0.8 at k/L = 1/8")
     ax.set(xscale="log", xlabel="k / L", ylabel="recall of the oracle top-k", ylim=(0, 1.02),
            title=f"Indexer recall vs k/L, L = {seq}")
-    ax.set_xticks([1 / 16, 1 / 8, 1 / 4, 1 / 2], labels=["1/16", "1/8", "1/4", "1/2"])
-    ax.minorticks_off()
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "recall_vs_k.png", dpi=120)
-    plt.close(fig)
+    _save(fig, ax, out / "recall_vs_k.png")
 
 
 def table(result: dict) -> str:
