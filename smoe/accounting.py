@@ -221,11 +221,16 @@ def paper_cost_flops(cfg: ModelConfig, batch: int) -> dict[str, float]:
     the model's layers and batch and to FLOPs (2 per MAC). They are the subset of
     `analytic_flop_terms` the paper models: QKV, attention scores and FFN (no attention-weighted
     values, output projections, mixing or LM head), so the two can be compared term by term.
+    With sparse attention theory counts k keys per query and the indexers' scores, which is what
+    the gather mode computes (mask and block modes score more keys than that).
     """
     import theory
 
+    sparse = {} if cfg.attention == "dense" else {
+        "attention_topk": cfg.attention_topk, "indexer_heads": cfg.indexer_heads, "indexer_dim": cfg.indexer_dim,
+        "attention_in": cfg.attention_in}
     model = theory.CostModel(d0=cfg.d_model, seq_len=cfg.seq_len, seq_reduced=cfg.seq_len // cfg.shorten,
-                             alpha=1.0, heads=cfg.expert_heads, regime="work", ffn_mult=cfg.ffn_mult)
+                             alpha=1.0, heads=cfg.expert_heads, regime="work", ffn_mult=cfg.ffn_mult, **sparse)
     layers = {"pre": cfg.pre_layers, "experts": cfg.expert_layers}
     return {f"theory.{name}": 2.0 * batch * layers[name.rsplit("_", 1)[1]] * float(macs)
             for name, macs in model.terms(cfg.n_experts).items() if name not in ("overhead", "latency")}

@@ -92,7 +92,11 @@ def build(cfg: RunConfig, mesh: Mesh) -> Programs:
         return _merge(params, router), opt_state, metrics
 
     def eval_step(state, window_bt):
-        return loss_fn(_pick(state, param_like), _pick(state, router_like), window_bt)[1][0]["ce"]
+        """The cross-entropy and the eval-only metrics (`lm_loss(measure=True)`: the indexer recall, and
+        its KL beside it)."""
+        model = for_compute(nnx.merge(graphdef, _pick(state, param_like), _pick(state, router_like)))
+        metrics = lm_loss(model, window_bt, measure=True)[1]
+        return {name: value for name, value in metrics.items() if name == "ce" or "/indexer_" in name}
 
     jit_train = jax.jit(train_step, in_shardings=(state_sh, opt_sh, batch_sh),
                         out_shardings=(state_sh, opt_sh, repl), donate_argnums=(0, 1))

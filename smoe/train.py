@@ -54,10 +54,11 @@ class StepBoundaryInterrupt:
 
 
 def evaluate(programs: steps.Programs, val_tokens: np.ndarray, cfg: RunConfig) -> dict:
-    losses = [float(sharding.to_host(programs.eval_step(programs.params, sharding.global_batch(window, programs.mesh))))
-              for window in eval_batches(val_tokens, cfg.train.batch_size, cfg.model.seq_len, cfg.train.eval_batches)]
-    ce = float(np.mean(losses))
-    return {"ce": ce, "bits_per_byte": bits_per_byte(ce)}
+    """Every eval-step metric averaged over the eval batches, and the cross-entropy in bits per byte."""
+    rows = [sharding.to_host(programs.eval_step(programs.params, sharding.global_batch(window, programs.mesh)))
+            for window in eval_batches(val_tokens, cfg.train.batch_size, cfg.model.seq_len, cfg.train.eval_batches)]
+    means = {name: float(np.mean([row[name] for row in rows])) for name in rows[0]}
+    return means | {"bits_per_byte": bits_per_byte(means["ce"])}
 
 
 def check_data(corpus, cfg: RunConfig) -> None:

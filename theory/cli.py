@@ -31,6 +31,11 @@ def register(subparsers) -> None:
     eopt.add_argument("--latency", type=float, default=0.0, help="linear per-expert cost latency*E (MACs)")
     eopt.add_argument("--max-devices", type=int, default=None, help="upper bound on E (one expert per device group)")
     eopt.add_argument("--no-pre", action="store_true", help="leave out the E-independent pre-expert terms")
+    eopt.add_argument("--attention-topk", type=int, default=None,
+                      help="learned sparse attention: each query scores k selected keys (default: all, dense)")
+    eopt.add_argument("--indexer-heads", type=int, default=None, help="H_I of the sparse attention's indexer")
+    eopt.add_argument("--indexer-dim", type=int, default=None, help="d_I of the sparse attention's indexer")
+    eopt.add_argument("--attention-in", default="all", help="where attention is sparse: all, pre or experts")
     eopt.add_argument("--json", action="store_true", help="print JSON: e_opt, e_opt_integer, table")
     eopt.set_defaults(func=_run_eopt)
 
@@ -58,6 +63,8 @@ def _run_eopt(args: argparse.Namespace) -> int:
     model = CostModel(
         d0=args.d, seq_len=args.seq, seq_reduced=args.seq_reduced, alpha=args.alpha, heads=args.heads,
         regime=args.regime, ffn_mult=args.ffn_mult, include_pre=not args.no_pre, latency=args.latency,
+        attention_topk=args.attention_topk, indexer_heads=args.indexer_heads, indexer_dim=args.indexer_dim,
+        attention_in=args.attention_in,
     )
     candidates = feasible_experts(model.d0, model.heads, args.max_devices)
     table = [{"E": e, "S": float(model.total(e))} for e in candidates]
@@ -67,6 +74,10 @@ def _run_eopt(args: argparse.Namespace) -> int:
         return 0
     traditional = model.traditional()
     print(f"regime={model.regime}  d0={model.d0}  L={model.seq_len}  L'={model.l_reduced}  alpha={model.alpha:g}")
+    if model.attention_topk is not None:
+        print(f"sparse attention in {model.attention_in}: k={model.attention_topk} (k/L'="
+              f"{model.attention_topk / model.l_reduced:.3g}), indexer H_I={model.indexer_heads} d_I={model.indexer_dim}; "
+              "S/S_trad is against the dense layer")
     print(f"{'E':>6} {'S(E) [MACs]':>14} {'S/S_trad':>9}")
     for row in table:
         mark = "  <- best feasible" if row["E"] == e_int else ""

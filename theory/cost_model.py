@@ -15,6 +15,7 @@ import numpy as np
 from theory.errors import InputError
 
 REGIMES = ("work", "parallel")
+ATTENTION_PLACES = ("all", "pre", "experts")  # where sparse attention runs, as model.attention_in
 
 
 def _positive(name: str, value: float, *, integer: bool = False) -> None:
@@ -34,6 +35,10 @@ class CostModel:
     as the paper's cost model does.
     alpha: the all-pairs exchange overhead alpha * E^2, in MAC-equivalents.
     latency: an optional per-expert launch/latency cost latency * E, in MAC-equivalents.
+    attention_topk: learned sparse attention (DeepSeek's lightning indexer): each query scores
+    min(k, L) selected keys instead of all L, and an indexer with indexer_heads x indexer_dim scores
+    every pair (L^2 H_I d_I per block, per expert in the expert stage: each expert has its own);
+    attention_in says which stages (pre, experts or all). None: dense attention.
     """
 
     d0: int
@@ -45,6 +50,10 @@ class CostModel:
     ffn_mult: float | None = None
     include_pre: bool = True
     latency: float = 0.0
+    attention_topk: int | None = None
+    indexer_heads: int | None = None
+    indexer_dim: int | None = None
+    attention_in: str = "all"
 
     def __post_init__(self) -> None:
         _positive("d0", self.d0, integer=True)
@@ -64,6 +73,28 @@ class CostModel:
             _positive("ffn_mult", self.ffn_mult)
         if not (math.isfinite(self.latency) and self.latency >= 0):
             raise InputError(f"latency must be >= 0 and finite, got {self.latency!r}")
+        self._validate_sparse_attention()
+
+    def _validate_sparse_attention(self) -> None:
+        if self.attention_in not in ATTENTION_PLACES:
+            raise InputError(f"attention_in must be one of {ATTENTION_PLACES}, got {self.attention_in!r}")
+        if self.attention_topk is None:
+            if self.indexer_heads is not None or self.indexer_dim is not None:
+                raise InputError("indexer_heads/indexer_dim describe sparse attention; pass attention_topk too")
+            return
+        _positive("attention_topk", self.attention_topk, integer=True)
+        for name in ("indexer_heads", "indexer_dim"):
+            if getattr(self, name) is None:
+                raise InputError(f"{name} is required with attention_topk (the indexer's cost); pass a value > 0")
+            _positive(name, getattr(self, name), integer=True)
+
+    def sparse_at(self, stage: str) -> bool:
+        """Whether the attention of `stage` (pre or experts) is sparse."""
+        return self.attention_topk is not None and self.attention_in in ("all", stage)
+
+    def attended_keys(self, stage: str, seq: int) -> int:
+        """Keys each query of `stage` scores: every one of its seq, or the k the indexer selects."""
+        return min(self.attention_topk, seq) if self.sparse_at(stage) else seq
 
     @property
     def l_reduced(self) -> int:
@@ -81,19 +112,30 @@ class CostModel:
         specs: dict[str, tuple[float, int]] = {}
         if self.include_pre:
             specs["qkv_pre"] = (3.0 * length * d0**2, 0)
-            specs["attention_pre"] = (length**2 * d0, 0)
+            specs["attention_pre"] = (length * self.attended_keys("pre", self.seq_len) * d0, 0)
+            if self.sparse_at("pre"):
+                specs["indexer_pre"] = (length**2 * self._indexer_width, 0)
             if self.ffn_mult is not None:
                 specs["ffn_pre"] = (2.0 * self.ffn_mult * length * d0**2, 0)
         # E experts each project a d0/E slice of L' tokens: E * 3 L' (d0/E)^2 = 3 L' d0^2 / E in total.
         specs["qkv_experts"] = (3.0 * lr * d0**2, -1 - p)
-        # E experts each score L'^2 pairs on a d0/E slice: E * L'^2 d0/E = L'^2 d0 in total.
-        specs["attention_experts"] = (lr**2 * d0, -p)
+        # E experts each score L'^2 pairs on a d0/E slice: E * L'^2 d0/E = L'^2 d0 in total
+        # (L' k d0 with sparse attention: k keys per query).
+        specs["attention_experts"] = (lr * self.attended_keys("experts", self.l_reduced) * d0, -p)
+        if self.sparse_at("experts"):
+            # each expert's indexer scores all L'^2 pairs at its own fixed H_I d_I: E times that in total
+            specs["indexer_experts"] = (lr**2 * self._indexer_width, 1 - p)
         if self.ffn_mult is not None:
             specs["ffn_experts"] = (2.0 * self.ffn_mult * lr * d0**2, -1 - p)
         specs["overhead"] = (float(self.alpha), 2)
         if self.latency > 0:
             specs["latency"] = (float(self.latency), 1)
         return specs
+
+    @property
+    def _indexer_width(self) -> float:
+        """MACs per scored (query, key) pair of the indexer."""
+        return float(self.indexer_heads * self.indexer_dim)
 
     def terms(self, experts) -> dict[str, np.ndarray | float]:
         """Each named term of S(E), for scalar or array E (returned in the same shape)."""

@@ -61,7 +61,9 @@ def e_opt_closed_form(model: CostModel, dominant: str = "qkv") -> float:
     dS/dE = -k c E^-(k+1) + 2 alpha E = 0 gives E_opt = (k c / (2 alpha))^(1/(k+2)).
     "qkv": k = 2 (parallel) or 1 (work); the FFN expert term shares that power and is included.
     "attention": k = 1, parallel only (summed over experts the attention work does not depend on E).
-    The linear latency term is ignored here; e_opt_numeric includes it.
+    The linear terms (latency; the experts' indexers in the work regime) are ignored here;
+    e_opt_numeric includes them. With sparse attention the "attention" coefficient is L' k d0, so
+    the attention-dominated E_opt scales as (k / L')^(1/3).
     """
     if dominant not in DOMINANT_TERMS:
         raise InputError(f"dominant must be one of {DOMINANT_TERMS}, got {dominant!r}")

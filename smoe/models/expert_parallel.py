@@ -62,8 +62,10 @@ def exchange(x_be: jax.Array) -> jax.Array:
 
 def batch_local(fn: Callable[[Any, jax.Array], Any], weights: Any, x_b: jax.Array) -> Any:
     """fn(weights, x_b) shard by shard along the batch, for per-sequence work XLA would otherwise
-    gather: its SPMD partitioner does not split `top_k` over a batch axis and all-gathers instead."""
-    if jax.sharding.get_abstract_mesh().empty:
+    gather: its SPMD partitioner does not split `top_k` over a batch axis and all-gathers instead.
+    Inside a shard_map (the expert stage) the batch is already local and fn runs as is."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.manual_axes:
         return fn(weights, x_b)
     batch = SPECS.pspec("batch")
     return jax.shard_map(fn, in_specs=(P(), batch), out_specs=batch)(weights, x_b)

@@ -25,8 +25,9 @@ class LanguageModel(nnx.Module):
     def embed(self, tokens_bt: jax.Array) -> jax.Array:
         return self.embed_vd[...][tokens_bt] + self.pos_td[...][:tokens_bt.shape[1]]
 
-    def __call__(self, tokens_bt: jax.Array) -> tuple[jax.Array, dict]:
-        x_btd, aux = self.trunk(self.embed(tokens_bt))
+    def __call__(self, tokens_bt: jax.Array, measure: bool = False) -> tuple[jax.Array, dict]:
+        """`measure` adds the eval-only metrics (the indexer recall), too costly for every train step."""
+        x_btd, aux = self.trunk(self.embed(tokens_bt), measure)
         logits_btv = rms_norm(x_btd, self.norm_out_d[...]) @ self.head_dv[...]
         return logits_btv, aux
 
@@ -46,10 +47,10 @@ def for_compute(model: LanguageModel) -> LanguageModel:
     return nnx.merge(graphdef, jax.tree.map(lambda a: a.astype(dtype), params), rest)
 
 
-def lm_loss(model: LanguageModel, window_bt: jax.Array) -> tuple[jax.Array, dict]:
+def lm_loss(model: LanguageModel, window_bt: jax.Array, measure: bool = False) -> tuple[jax.Array, dict]:
     """Next-byte cross-entropy (nats) on windows of seq_len+1 tokens, plus the trunk's aux loss."""
     inputs_bt, targets_bt = window_bt[:, :-1], window_bt[:, 1:]
-    logits_btv, aux = model(inputs_bt)
+    logits_btv, aux = model(inputs_bt, measure)
     ce = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_btv.astype(jnp.float32), targets_bt))
     return ce + aux["aux_loss"], {"ce": ce, "aux_loss": aux["aux_loss"], **aux["metrics"]}
 

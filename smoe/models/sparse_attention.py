@@ -28,9 +28,10 @@ from flax import nnx
 from jax import lax
 
 from smoe.config import ModelConfig
+from smoe.models.expert_parallel import batch_local
 from smoe.models.layers import INIT_STD, BlockWeights, attention_probs, ffn, param, rms_norm, split_heads
 
-Stats = dict  # {"kl": [b], "recall": [b]}: per sequence, so expert-parallel vmaps can carry them
+Stats = dict  # {"kl": [b], and "recall": [b] when measured}: per sequence, so expert-parallel vmaps can carry them
 
 
 @dataclass(frozen=True)
@@ -104,9 +105,15 @@ def selection_scores(scores_bts: jax.Array, spec: SparseSpec) -> jax.Array:
     return scores_bts
 
 
+def top_k_per_sequence(x_bts: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """`lax.top_k` on each device's own sequences (`batch_local`): on a batch-sharded mesh XLA would
+    otherwise all-gather the [b, t, s] scores first."""
+    return batch_local(lambda _, x: lax.top_k(x, k), None, x_bts)
+
+
 def select_topk(scores_bts: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     """Indices of the k best keys per query; `valid` is False where fewer than k keys are causal."""
-    vals_btk, idx_btk = lax.top_k(lax.stop_gradient(scores_bts), min(k, scores_bts.shape[-1]))
+    vals_btk, idx_btk = top_k_per_sequence(lax.stop_gradient(scores_bts), min(k, scores_bts.shape[-1]))
     return idx_btk, vals_btk > -jnp.inf
 
 
@@ -200,14 +207,16 @@ def indexer_recall(q_bthk, k_bshk, selected_bts: jax.Array, k: int) -> jax.Array
     t = q_bthk.shape[1]
     causal = jnp.tril(jnp.ones((t, t), dtype=bool))
     oracle_bts = jnp.sum(attention_probs(lax.stop_gradient(q_bthk), lax.stop_gradient(k_bshk), causal), axis=1)
-    vals_btk, idx_btk = lax.top_k(jnp.where(causal, oracle_bts, -1.0), min(k, t))
+    vals_btk, idx_btk = top_k_per_sequence(jnp.where(causal, oracle_bts, -1.0), min(k, t))
     counted_btk = vals_btk >= 0
     hits_btk = jnp.take_along_axis(selected_bts, idx_btk, axis=-1) & counted_btk
     return jnp.sum(hits_btk, axis=(1, 2)) / jnp.sum(counted_btk, axis=(1, 2))
 
 
 def indexed_attention(h_btd: jax.Array, w_qkv_dk: jax.Array, w_o_dd: jax.Array, iw: IndexerWeights,
-                      n_heads: int, spec: SparseSpec) -> tuple[jax.Array, Stats]:
+                      n_heads: int, spec: SparseSpec, measure: bool = False) -> tuple[jax.Array, Stats]:
+    """Stats carry the indexer KL; `measure` adds the recall, which needs the dense [t, t] attention
+    the gather and block modes exist to avoid, so only evaluation asks for it."""
     b, t, d = h_btd.shape
     q_bthk, k_bthk, v_bthk = split_heads(h_btd, w_qkv_dk, n_heads)
     scores_bts = indexer_scores(lax.stop_gradient(h_btd), iw, spec.heads, spec.dim)
@@ -219,25 +228,28 @@ def indexed_attention(h_btd: jax.Array, w_qkv_dk: jax.Array, w_o_dd: jax.Array, 
         scores_bcqm = jnp.take_along_axis(scores_bts.reshape(b, c, spec.block, t),
                                           jnp.broadcast_to(key_pos_bcm[:, :, None, :], allowed.shape), axis=-1)
         kl = indexer_kl(probs, scores_bcqm, allowed)
-        selected_bts = block_selection_mask(idx_bcn, valid_bcn, spec.block, t)
+        selected = lambda: block_selection_mask(idx_bcn, valid_bcn, spec.block, t)  # noqa: E731
     else:
         idx_btk, valid_btk = select_topk(chooser_bts, spec.topk)
-        selected_bts = selection_mask(idx_btk, valid_btk, t)
+        selected = lambda: selection_mask(idx_btk, valid_btk, t)  # noqa: E731
         if spec.mode == "gather":
             out_bthk, probs = attend_gather(q_bthk, k_bthk, v_bthk, idx_btk, valid_btk)
             kl = indexer_kl(probs, jnp.take_along_axis(scores_bts, idx_btk, axis=-1), valid_btk)
         else:
-            allowed_bts = jnp.tril(jnp.ones((t, t), dtype=bool))[None] if spec.mode == "dense" else selected_bts
+            allowed_bts = jnp.tril(jnp.ones((t, t), dtype=bool))[None] if spec.mode == "dense" else selected()
             out_bthk, probs = attend_mask(q_bthk, k_bthk, v_bthk, allowed_bts)
             kl = indexer_kl(probs, scores_bts, jnp.broadcast_to(allowed_bts, scores_bts.shape))
-    recall = indexer_recall(q_bthk, k_bthk, selected_bts, spec.topk)
-    return out_bthk.reshape(b, t, d) @ w_o_dd, {"kl": kl, "recall": recall}
+    stats = {"kl": kl}
+    if measure:
+        stats["recall"] = indexer_recall(q_bthk, k_bthk, selected(), spec.topk)
+    return out_bthk.reshape(b, t, d) @ w_o_dd, stats
 
 
 def indexed_block_forward(w: BlockWeights, iw: IndexerWeights, x_btd: jax.Array, n_heads: int,
-                          spec: SparseSpec) -> tuple[jax.Array, Stats]:
+                          spec: SparseSpec, measure: bool = False) -> tuple[jax.Array, Stats]:
     """`layers.block_forward` with the indexed attention in place of the dense one."""
-    attn_btd, stats = indexed_attention(rms_norm(x_btd, w.norm_attn_d), w.w_qkv_dk, w.w_o_dd, iw, n_heads, spec)
+    attn_btd, stats = indexed_attention(rms_norm(x_btd, w.norm_attn_d), w.w_qkv_dk, w.w_o_dd, iw, n_heads, spec,
+                                        measure)
     x_btd = x_btd + attn_btd
     return x_btd + ffn(rms_norm(x_btd, w.norm_ffn_d), w.w_in_df, w.w_out_fd), stats
 
@@ -258,7 +270,6 @@ def sparse_aux(stats_by_layer: dict[int, Stats]) -> dict:
     aux_loss = jnp.zeros((), jnp.float32)
     metrics = {}
     for layer, stats in stats_by_layer.items():
-        kl, recall = jnp.mean(stats["kl"]), jnp.mean(stats["recall"])
-        aux_loss = aux_loss + kl
-        metrics |= {f"layer{layer}/indexer_kl": kl, f"layer{layer}/indexer_recall": recall}
+        aux_loss = aux_loss + jnp.mean(stats["kl"])
+        metrics |= {f"layer{layer}/indexer_{name}": jnp.mean(value) for name, value in stats.items()}
     return {"aux_loss": aux_loss, "metrics": metrics}

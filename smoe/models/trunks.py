@@ -27,15 +27,15 @@ def _no_aux() -> Aux:
     return {"aux_loss": jnp.zeros((), jnp.float32), "metrics": {}}
 
 
-def block_step(cfg: ModelConfig, n_heads: int, spec):
+def block_step(cfg: ModelConfig, n_heads: int, spec, measure: bool = False):
     """One block as the model runs it, step(w, iw, x) -> (x, indexer stats or None): dense attention
-    with the configured kernel when iw is None, else the indexed attention; rematerialised per block
-    for model.remat: block."""
+    with the configured kernel when iw is None, else the indexed attention (with its eval-only
+    recall when `measure`); rematerialised per block for model.remat: block."""
 
     def step(w, iw, x_btd):
         if iw is None:
             return block_forward(w, x_btd, n_heads, cfg.attention_impl), None
-        return indexed_block_forward(w, iw, x_btd, n_heads, spec)
+        return indexed_block_forward(w, iw, x_btd, n_heads, spec, measure)
 
     return rematerialised(step, cfg.remat)
 
@@ -57,8 +57,9 @@ class DenseTrunk(nnx.Module):
         self.spec = sparse_spec(cfg, "dense")
         self.indexers = indexer_stack(cfg, "dense", cfg.n_layers, cfg.d_model, rng)
 
-    def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
-        x_btd, stats = run_blocks(self.blocks, self.indexers, x_btd, block_step(self.cfg, self.cfg.n_heads, self.spec))
+    def __call__(self, x_btd: jax.Array, measure: bool = False) -> tuple[jax.Array, Aux]:
+        step = block_step(self.cfg, self.cfg.n_heads, self.spec, measure)
+        x_btd, stats = run_blocks(self.blocks, self.indexers, x_btd, step)
         return x_btd, sparse_aux(stats) if stats else _no_aux()
 
 
@@ -112,9 +113,10 @@ class TopKTrunk(nnx.Module):
         self.blocks = nnx.List([TopKBlock(cfg, rng) for _ in range(cfg.n_layers)])
         adaptive_routing.add_controller(self, cfg)
 
-    def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
+    def __call__(self, x_btd: jax.Array, measure: bool = False) -> tuple[jax.Array, Aux]:
         """Also advances the routing state (bias, controller) from this batch's routing; the train
-        step keeps the advanced state, every other caller discards it."""
+        step keeps the advanced state, every other caller discards it. There are no eval-only
+        metrics here (`measure`): routing metrics are cheap enough for every step."""
         cfg = self.cfg
         p = adaptive_routing.top_p_threshold(self, cfg)
         fixed_k = cfg.top_k if cfg.routing == "top_k" else None
@@ -171,11 +173,11 @@ class SectionalTrunk(nnx.Module):
                                              lead_shape=(cfg.n_experts, cfg.expert_layers),
                                              lead_axes=SPECS.w_el)
 
-    def expert_input(self, x_btd: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, dict]:
+    def expert_input(self, x_btd: jax.Array, measure: bool = False) -> tuple[jax.Array, jax.Array, jax.Array, dict]:
         """Everything before the expert stage: (full-length stream, shortened stream, its E slices,
         the pre-expert blocks' indexer stats)."""
         cfg = self.cfg
-        step = block_step(cfg, cfg.n_heads, self.pre_spec)
+        step = block_step(cfg, cfg.n_heads, self.pre_spec, measure)
         x_btd, stats = run_blocks(self.pre_blocks, self.pre_indexers, x_btd, step)
         short_bsd = pool_causal(x_btd, cfg.shorten)
         b, s, _ = short_bsd.shape
@@ -186,17 +188,18 @@ class SectionalTrunk(nnx.Module):
         """What `expert_fn` takes per expert: its block stack and its indexers (None without)."""
         return self.experts.weights(), None if self.expert_indexers is None else self.expert_indexers.weights()
 
-    def expert_fn(self, w, x_btd: jax.Array) -> tuple[jax.Array, list]:
+    def expert_fn(self, w, x_btd: jax.Array, measure: bool = False) -> tuple[jax.Array, list]:
         """One expert's work on its slice, and its indexer stats; `expert_parallel` runs it for every expert."""
-        return expert_stack_forward(w, x_btd, block_step(self.cfg, self.cfg.expert_heads, self.expert_spec))
+        return expert_stack_forward(w, x_btd, block_step(self.cfg, self.cfg.expert_heads, self.expert_spec, measure))
 
-    def __call__(self, x_btd: jax.Array) -> tuple[jax.Array, Aux]:
+    def __call__(self, x_btd: jax.Array, measure: bool = False) -> tuple[jax.Array, Aux]:
         cfg = self.cfg
-        x_btd, short_bsd, slices_besw, stats = self.expert_input(x_btd)
+        x_btd, short_bsd, slices_besw, stats = self.expert_input(x_btd, measure)
         if cfg.slice_experts > 1:
             out_besw, aux = slice_routing.routed_expert_stage(cfg, self.experts, self.slice_routers, slices_besw)
         else:
-            out_besw, expert_stats = expert_parallel(self.expert_fn, self.expert_weights(), slices_besw)
+            expert_fn = lambda w, x: self.expert_fn(w, x, measure)  # noqa: E731
+            out_besw, expert_stats = expert_parallel(expert_fn, self.expert_weights(), slices_besw)
             # per-expert stats come back as [b, e]; a layer's number counts the pre-expert blocks
             stats |= {cfg.pre_layers + i: layer_stats for i, layer_stats in enumerate(expert_stats)}
             aux = sparse_aux(stats) if stats else _no_aux()

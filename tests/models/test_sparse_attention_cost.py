@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from smoe.accounting import analytic_flop_terms
+from smoe.accounting import analytic_flop_terms, paper_cost_flops
 from smoe.sparse_attention_cost import attended_keys, sparse_attention_terms
 from tests.models.helpers import tiny
 
@@ -59,3 +59,15 @@ def test_importing_the_cost_module_does_not_import_jax():
     code = "import sys, smoe.sparse_attention_cost; print('jax' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("topk", [8, 24, 64])  # below L' = 16, between L' and L = 32, above both
+def test_theory_sparse_term_is_the_models_gather_count(topk):
+    """theory's k keys per query and indexer pairs (smoe eopt --attention-topk) are exactly the gather
+    mode's own counts, in the pre-expert block and in the experts."""
+    cfg = tiny(n_layers=3, pre_layers=1, seq_len=32, shorten=2, expert_heads=1, attention="indexer",
+               attention_mode="gather", attention_topk=topk)
+    paper, ours = paper_cost_flops(cfg, batch=2), analytic_flop_terms(cfg, batch=2)
+    for stage in ("pre", "experts"):
+        assert paper[f"theory.attention_{stage}"] == pytest.approx(ours[f"{stage}_attention_scores"])
+        assert paper[f"theory.indexer_{stage}"] == pytest.approx(ours[f"{stage}_indexer_scores"])

@@ -23,6 +23,7 @@ EXPECTED_FIGURES = {
     "04_measured_vs_model": ["04_measured_default.png", "04_exchange_default.png", "04_measured_multiprocess.png",
                              "04_eopt_measured_vs_predicted.png"],
     "05_loss_laws": ["05_chinchilla_fit.png", "05_bootstrap_intervals.png"],
+    "06_sparse_attention": ["06_eopt_vs_k.png", "06_sparse_attention_results.png"],
 }
 
 
