@@ -98,9 +98,9 @@ def _ffn_backward(saved, grad_btd):
     x_btd, w_in_df, w_out_fd, pre_btf = saved
     act_btf, gelu_vjp = jax.vjp(jax.nn.gelu, pre_btf)
     grad_pre_btf = gelu_vjp(grad_btd @ w_out_fd.T)[0]
-    tokens = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731  (every leading axis is a token axis)
-    grad_w_in_df = jnp.einsum("nd,nf->df", tokens(x_btd), tokens(grad_pre_btf))
-    grad_w_out_fd = jnp.einsum("nf,nd->fd", tokens(act_btf), tokens(grad_btd))
+    # summed over every leading (token) axis, without reshaping: under vmap a reshape would copy
+    grad_w_in_df = jnp.einsum("...d,...f->df", x_btd, grad_pre_btf)
+    grad_w_out_fd = jnp.einsum("...f,...d->fd", act_btf, grad_btd)
     return grad_pre_btf @ w_in_df.T, grad_w_in_df, grad_w_out_fd
 
 
