@@ -2,7 +2,7 @@
 timed side by side in shuffled rounds, on one device or an emulated mesh.
 
     python benchmarks/sectional_speed.py [--experts 1,2,4,8,16] [--devices 1] [--rounds 5] [--steps 3]
-                                         [--set model.d_model=256 ...] [--out FILE.json]
+                                         [--set model.d_model=256 ...] [--out FILE.json] [--profile MODEL]
 
 Per E: the FLOP ratio (sectional/dense analytic train FLOPs), the step-time ratio (median over
 rounds of sectional/dense step time within the round), the speedup over dense relative to the
@@ -11,21 +11,28 @@ achieved analytic FLOP/s as a fraction of this machine's fp32 matmul peak (`smoe
 yardstick: one n x n matmul on one device, measured before and after the rounds). The mesh for E is
 `smoe measure`'s `devices: N` rule: expert = gcd(E, N), data = N / expert.
 
-Where the time went before the FFN's written-out backward (default size, one CPU device, per-op
-trace of 5 train steps by jax.profiler; shares of summed op time): dense - matmul fusions 46 %,
-transposing copy fusions 24 % (of which the four [512, 2048] gelu-backward fusions 21 %),
-eigen dots 7 %; sectional E=4 - matmul fusions 44 %, transposing copies 18 % (gelu backward
-10 %), eigen batched weight-gradient dots of the experts 8 %, attention softmax/mask over
-[E, b, 1, t, t] 1 to 2 % per fusion (the same elementwise work as dense's [b, h, t, t]).
+`--profile dense` (or E4, ...) instead traces `--steps` train steps of that model with
+jax.profiler and prints where the op time goes: by kind of XLA op (the name without its number)
+and the top single ops (look them up in the compiled train step's as_text()). Measured that way
+(default size, one CPU device, 5 steps, shares of summed op time) before the FFN's backward was
+written out: dense - matmul fusions 46 %, copy fusions 24 % (of which the four [512, 2048]
+gelu-backward fusions that write transposed 21 %), eigen dots 7 %; sectional E=4 - matmul fusions
+44 %, copy fusions 18 % (gelu backward 10 %), the experts' batched weight-gradient eigen dots 8 %,
+attention mask/softmax fusions over [E, b, 1, t, t] 1 to 2 % each (as much elementwise work as
+dense's [b, h, t, t] at E = h, E/h times more above).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import glob
 import json
 import math
+import re
 import statistics
 import sys
+import tempfile
 
 from smoe import accounting, atomic
 from smoe.config import apply_overrides, config_from_dict
@@ -44,6 +51,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3, help="train steps per timed call")
     parser.add_argument("--set", action="append", default=[], help="config override, e.g. model.d_model=256")
     parser.add_argument("--out", help="write the JSON result here too")
+    parser.add_argument("--profile", metavar="MODEL", help="trace this model (dense, E4, ...) instead of timing")
     args = parser.parse_args()
     emulate_cpu_devices(args.devices)
 
@@ -70,6 +78,8 @@ def main() -> int:
             return metrics
 
         units[name] = {name: run}
+    if args.profile:
+        return profile(units[args.profile][args.profile], args.steps)
     peaks = [matmul_peak_flops()]
     samples = time_rounds(units, args.rounds, seed=0)["samples_s"]
     peaks.append(matmul_peak_flops())
@@ -102,6 +112,35 @@ def main() -> int:
               f"{row['fraction_of_matmul_peak']:7.1%}")
     if args.out:
         atomic.write_text(args.out, json.dumps(result, indent=1))
+    return 0
+
+
+def profile(run, steps: int, top: int = 25) -> int:
+    """Per-op time of `run` (which runs `steps` train steps) from a jax.profiler trace."""
+    import jax
+
+    jax.block_until_ready(run())  # compiled and warm before the trace
+    with tempfile.TemporaryDirectory(prefix="smoe-profile-") as trace_dir:
+        with jax.profiler.trace(trace_dir):
+            jax.block_until_ready(run())
+        trace = jax.profiler.ProfileData.from_file(glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)[0])
+    # XLA's ops run on the CPU client's worker threads; the rest are host-side waits and Python
+    ops = collections.Counter()
+    for plane in trace.planes:
+        for line in plane.lines:
+            if line.name.startswith("tf_XLA"):
+                for event in line.events:
+                    if not event.name.startswith(("ThunkExecutor", "SlinkyThreadPool")):
+                        ops[event.name] += event.duration_ns / steps
+    total = sum(ops.values())
+    kinds = collections.Counter()
+    for name, ns in ops.items():
+        kinds[re.sub(r"\.\d+$", "", name)] += ns
+    print(f"op time per train step {total / 1e6:.1f} ms (summed over threads)")
+    for name, ns in kinds.most_common(12):
+        print(f"  {name:32s} {ns / 1e6:8.2f} ms {ns / total:6.1%}")
+    for name, ns in ops.most_common(top):
+        print(f"    {name:32s} {ns / 1e6:8.2f} ms {ns / total:6.1%}")
     return 0
 
 

@@ -69,9 +69,9 @@ def ffn(x_btd: jax.Array, w_in_df: jax.Array, w_out_fd: jax.Array) -> jax.Array:
 
     Left to autodiff, XLA's CPU backend computes the gelu backward twice, once fused with the
     transpose the W_in gradient's matmul asks for, which writes with a stride: those fusions took
-    a fifth of the dense train step at the default size (profile in benchmarks/sectional_speed.py).
-    Written out, each weight gradient is one contraction over all tokens of arrays in their own
-    layout, and the FFN's forward+backward takes half the time.
+    a fifth of the dense train step at the default size (`benchmarks/sectional_speed.py --profile dense`).
+    Written out, the gelu backward runs once, in the activations' own layout, and each weight
+    gradient is one contraction over all tokens.
     """
     return _ffn(x_btd, _vary_like(w_in_df, x_btd), _vary_like(w_out_fd, x_btd))
 
