@@ -1,4 +1,4 @@
-"""`smoe measure CONFIG.yaml [--set k=v ...] [--repeats N] [--json]`: time programs at each point.
+"""`smoe measure CONFIG.yaml [--set k=v ...] [--repeats N] [--json] [--distributed]`: time programs at each point.
 
 CONFIG holds `points:` (a list of mappings) or one point as the top-level mapping. A point is a
 partial run config (dotted `model.n_experts: 8`, nested `model: {...}` or bare `n_layers: 3`; short
@@ -6,7 +6,8 @@ aliases E, d, L, r, batch, mesh_data, mesh_expert) plus the measurement keys rep
 devices, processes, experts, payloads (`experts: [1, 2, 4]` times all those E of one setting in
 shuffled rounds with the dense baseline; the table shows one row per E). `--set E=8` overrides a key in every point. With `baselines: true` the dense and
 top-k models of the same size are measured too, and the table shows sectional/dense step time next
-to the FLOP-predicted ratio.
+to the FLOP-predicted ratio. `--distributed` (on a cluster, e.g. under `srun`): every process of the
+allocation runs every point together (`jax.distributed.initialize()` finds them) and process 0 prints.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import argparse
 import dataclasses
 import json
 
-from smoe import accounting
+from smoe import accounting, launch
 from smoe.config import load_yaml, parse_sets
 from smoe.errors import UserError
 from smoe.launch import emulate_cpu_devices
@@ -34,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="override one point key in every point; repeatable")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per program (default: point's or 5)")
     parser.add_argument("--json", action="store_true", help="one JSON record per point instead of a table")
+    parser.add_argument("--distributed", action="store_true",
+                        help="on a cluster: jax.distributed.initialize() with auto-detection; process 0 prints")
     parser.set_defaults(func=run)
 
 
@@ -73,20 +76,28 @@ def run(args: argparse.Namespace) -> int:
     if args.repeats is not None and args.repeats < 1:
         raise UserError(f"--repeats: must be >= 1, got {args.repeats}")
     todo = load_points(args.config, args.set)
-    prepare_points(todo)
+    if args.distributed:
+        if any(p.spec.processes > 1 for p in todo):
+            raise UserError("--distributed: the cluster starts the processes; drop `processes:` from the points")
+        launch.init_cluster()
+    else:
+        prepare_points(todo)
+    import jax
+
     from smoe.measure.peak import matmul_peak_flops
     from smoe.measure.record import run_measure_point
 
     peak = None if args.json else matmul_peak_flops()
+    printing = jax.process_index() == 0
     records = []
     for p in todo:
         if args.repeats:
             p = dataclasses.replace(p, spec=dataclasses.replace(p.spec, repeats=args.repeats))
         record = run_measure_point(p)
-        if args.json:
+        if args.json and printing:
             print(json.dumps(record), flush=True)
         records += result_rows(record)
-    if not args.json:
+    if not args.json and printing:
         print(format_table(records, peak))
     return 0
 

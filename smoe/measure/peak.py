@@ -11,7 +11,7 @@ from smoe.measure.timing import time_fn
 
 def matmul_peak_flops(n: int = 1024, repeats: int = 5, dtype: str = "float32") -> float:
     """FLOP/s of one n x n x n `jnp.dot` in `dtype` on the first device (2 n^3 FLOPs, median time)."""
-    device = jax.devices()[0]
+    device = jax.local_devices()[0]  # on a cluster, one of this process's own
     rng = np.random.default_rng(0)
     a, b = (jax.device_put(rng.standard_normal((n, n), dtype=np.float32), device).astype(dtype) for _ in range(2))
     timing = time_fn(jax.jit(jnp.dot), a, b, repeats=repeats)

@@ -38,6 +38,14 @@ def test_json_prints_one_parseable_record_per_point(tmp_path, capsys):
     assert records[0]["analytic_flops.forward"] == analytic_flops(dense, 8)
 
 
+def test_distributed_refuses_points_that_start_their_own_processes(tmp_path):
+    config = tmp_path / "point.yaml"
+    config.write_text("{E: 2, d: 32, devices: 2, processes: 2}\n")
+    args = parse([str(config), "--distributed"])
+    with pytest.raises(UserError, match="^--distributed: .*processes"):
+        args.func(args)
+
+
 def test_table_shows_ratio_and_fraction_of_peak():
     record = {"kind": "sectional", "E": 2, "d": 32, "L": 16, "r": 1, "mesh_data": 1, "mesh_expert": 2,
               "train_step.median_s": 0.01, "baseline.dense.train_step.median_s": 0.02,
