@@ -18,14 +18,17 @@ import argparse
 import json
 import statistics
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from smoe import atomic
-from smoe.config import load_config
+from smoe.config import ModelConfig, load_config
+from smoe.errors import UserError
 
 D_MODEL, HEADS, INDEXER_HEADS, INDEXER_DIM, BLOCK, BATCH = 128, 4, 4, 16, 16, 1
-TRAIN_CONFIG = "experiments/configs/sparse_attention.yaml"
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_CONFIG = "experiments/configs/sparse_attention.yaml"  # relative to REPO
 
 
 def _attention_units(seq: int, topk: int, with_backward: bool):
@@ -60,22 +63,18 @@ def _attention_units(seq: int, topk: int, with_backward: bool):
 
 
 def _train_units(steps_per_call: int):
-    from smoe import sharding, steps
+    from smoe.measure.programs import train_step_program
 
     units, facts = {}, {}
     arms = {"dense": [], "mask": ["model.attention=indexer", "train.stage=sparse", "model.attention_mode=mask"],
             "gather": ["model.attention=indexer", "train.stage=sparse", "model.attention_mode=gather"]}
     for arm, overrides in arms.items():
-        cfg = load_config(TRAIN_CONFIG, overrides + ["model.attention_topk=64"])
-        mesh = sharding.make_mesh(cfg.mesh)
-        p = steps.build(cfg, mesh)
-        window = sharding.global_batch(np.random.default_rng(0).integers(
-            0, 256, (cfg.train.batch_size, cfg.model.seq_len + 1), dtype=np.int32), mesh)
-        compiled = p.train_step.lower(p.params, p.opt_state, window).compile()
+        cfg = load_config(REPO / TRAIN_CONFIG, overrides + ["model.attention_topk=64"])
+        program = train_step_program(cfg)
 
-        def run(p=p, compiled=compiled, window=window):
+        def run(program=program):
             for _ in range(steps_per_call):
-                p.params, p.opt_state, metrics = compiled(p.params, p.opt_state, window)
+                metrics = program.run()
             return metrics
 
         units[f"train_{arm}"] = {f"train_{arm}/step": run}
@@ -104,6 +103,13 @@ def main() -> int:
     parser.add_argument("--train-steps", type=int, default=2, help="train steps per timed call (0: skip)")
     parser.add_argument("--out", help="write the JSON result here too")
     args = parser.parse_args()
+    for seq in args.seq:  # block mode's shape rules live in ModelConfig; ask it rather than restate them
+        try:
+            ModelConfig(seq_len=seq, d_model=D_MODEL, n_heads=HEADS, attention="indexer", attention_mode="block",
+                        attention_topk=int(seq * args.topk_fraction), attention_block=BLOCK,
+                        indexer_heads=INDEXER_HEADS, indexer_dim=INDEXER_DIM)
+        except UserError as error:
+            parser.error(f"--seq {seq} with --topk-fraction {args.topk_fraction}: {error}")
 
     from smoe.measure.record import context
     from smoe.measure.timing import time_rounds

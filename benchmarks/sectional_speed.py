@@ -28,7 +28,6 @@ import argparse
 import collections
 import glob
 import json
-import math
 import re
 import statistics
 import sys
@@ -56,6 +55,7 @@ def main() -> int:
     emulate_cpu_devices(args.devices)
 
     from smoe.measure.peak import matmul_peak_flops
+    from smoe.measure.point import mesh_for_experts
     from smoe.measure.programs import train_step_program
     from smoe.measure.record import context
     from smoe.measure.timing import time_rounds
@@ -64,10 +64,9 @@ def main() -> int:
     configs = {"dense": config_from_dict(apply_overrides(raw, [
         "model.kind=dense", f"mesh.data={args.devices}", "mesh.expert=1"]))}
     for e in args.experts:
-        expert = math.gcd(e, args.devices)
+        data, expert = mesh_for_experts(e, args.devices)
         configs[f"E{e}"] = config_from_dict(apply_overrides(raw, [
-            "model.kind=sectional", f"model.n_experts={e}", f"mesh.data={args.devices // expert}",
-            f"mesh.expert={expert}"]))
+            "model.kind=sectional", f"model.n_experts={e}", f"mesh.data={data}", f"mesh.expert={expert}"]))
     units = {}
     for name, cfg in configs.items():
         program = train_step_program(cfg)

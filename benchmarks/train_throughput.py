@@ -14,8 +14,6 @@ import argparse
 import json
 import sys
 
-import numpy as np
-
 from smoe import accounting, atomic
 from smoe.config import MODEL_KINDS, apply_overrides, config_from_dict
 from smoe.launch import emulate_cpu_devices
@@ -34,29 +32,24 @@ def main() -> int:
 
     import jax
 
-    from smoe import sharding, steps
     from smoe.measure.analysis import xla_cost
+    from smoe.measure.programs import train_step_program
     from smoe.measure.record import context
     from smoe.measure.timing import time_round_robin
 
-    mesh = sharding.make_mesh(base.mesh)
     tokens_per_step = base.train.batch_size * base.model.seq_len
-    rng = np.random.default_rng(0)
-    window = sharding.global_batch(
-        rng.integers(0, 256, (base.train.batch_size, base.model.seq_len + 1), dtype=np.int32), mesh)
     runs, facts = {}, {}
     for kind in MODEL_KINDS:
         cfg = config_from_dict(apply_overrides(raw, [f"model.kind={kind}"]))
-        p = steps.build(cfg, mesh)
-        compiled = p.train_step.lower(p.params, p.opt_state, window).compile()
+        program = train_step_program(cfg)
         analytic = accounting.TRAIN_FLOPS_PER_FORWARD * accounting.analytic_flops(cfg.model, base.train.batch_size)
         facts[kind] = {"params": accounting.params_total(cfg.model),
                        "analytic_train_flops_per_token": analytic / tokens_per_step,
-                       "xla_train_flops_per_token": xla_cost(compiled)["xla_flops"] / tokens_per_step}
+                       "xla_train_flops_per_token": xla_cost(program.compiled)["xla_flops"] / tokens_per_step}
 
-        def run(p=p, compiled=compiled):
+        def run(program=program):
             for _ in range(args.steps):
-                p.params, p.opt_state, metrics = compiled(p.params, p.opt_state, window)
+                metrics = program.run()
             return metrics
 
         runs[kind] = run

@@ -19,8 +19,11 @@ from pathlib import Path
 
 from smoe import atomic
 
-CONFIG = "experiments/configs/sparse_attention.yaml"
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = "experiments/configs/sparse_attention.yaml"  # relative to REPO
 SELECTORS = ("indexer", "window", "random")
+# arms without a selection of their own: what each started from
+UNSELECTED_ARMS = {"dense": "scratch", "warmup": "dense", "control": "dense"}
 
 
 def last_eval(run: Path) -> dict:
@@ -44,8 +47,8 @@ def recall_after_warmup(warm: Path, topks: list[int]) -> dict:
     found = {}
     for select in SELECTORS:
         for k in topks:
-            cfg = load_config(CONFIG, ["model.attention=indexer", "train.stage=sparse", f"model.attention_topk={k}",
-                                       f"model.attention_select={select}"])
+            cfg = load_config(REPO / CONFIG, ["model.attention=indexer", "train.stage=sparse",
+                                              f"model.attention_topk={k}", f"model.attention_select={select}"])
             programs = steps.build(cfg, sharding.make_mesh(cfg.mesh))
             programs.params = load_init(warm, programs.params)
             metrics = evaluate(programs, load_corpus(cfg.data.corpus, cfg.data.val_fraction).val, cfg)
@@ -124,6 +127,7 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/sparse_attention")
@@ -131,17 +135,17 @@ def main() -> int:
     parser.add_argument("--recall-topk", type=int, nargs="+", default=[32, 64, 128, 256])
     args = parser.parse_args()
     runs, out = Path(args.runs), Path(args.out)
+    if not (runs / "warmup" / "metrics.jsonl").is_file():
+        parser.error(f"--runs {runs}: no warm-up run there (warmup/metrics.jsonl); "
+                     "run experiments/sparse_attention.sh first, or pass the folder it wrote")
     out.mkdir(parents=True, exist_ok=True)
     from smoe.config import load_config
 
-    seq = load_config(CONFIG).model.seq_len
+    seq = load_config(REPO / CONFIG).model.seq_len
     arms = {}
     for run in sorted(p for p in runs.iterdir() if (p / "metrics.jsonl").is_file()):
-        if run.name in ("dense", "warmup"):
-            arms[run.name] = {"from": "scratch" if run.name == "dense" else "dense"} | last_eval(run)
-            continue
-        if run.name == "control":
-            arms[run.name] = {"from": "dense"} | last_eval(run)
+        if run.name in UNSELECTED_ARMS:
+            arms[run.name] = {"from": UNSELECTED_ARMS[run.name]} | last_eval(run)
             continue
         select, k = run.name.rsplit("_k", 1)
         origin = {"indexer": "warmup", "native": "scratch"}.get(select, "dense")

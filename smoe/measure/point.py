@@ -128,11 +128,17 @@ def _parse_setting(flat: dict, spec: MeasureSpec) -> MeasurePoint:
     return MeasurePoint(members[0].config, spec, fields | {"experts": list(spec.experts)}, members)
 
 
+def mesh_for_experts(n_experts: int, devices: int) -> tuple[int, int]:
+    """(data, expert) mesh shape of `devices: N` for E experts: the largest expert axis dividing both."""
+    expert = math.gcd(n_experts, devices)
+    return devices // expert, expert
+
+
 def _mesh_for_devices(point: dict) -> dict:
     if "devices" not in point:
         return {}
-    expert = math.gcd(point.get("E", DEFAULTS["E"]), point["devices"])
-    derived = {"mesh_expert": expert, "mesh_data": point["devices"] // expert}
+    data, expert = mesh_for_experts(point.get("E", DEFAULTS["E"]), point["devices"])
+    derived = {"mesh_expert": expert, "mesh_data": data}
     if any(point.get(key, value) != value for key, value in derived.items()):
         raise UserError(f"point.devices: mesh_data/mesh_expert disagree with devices={point['devices']}; "
                         "give devices or the mesh, not both")
