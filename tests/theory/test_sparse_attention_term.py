@@ -84,3 +84,11 @@ def test_eopt_cli_takes_the_sparse_attention_term(capsys):
     assert code == 0 and json.loads(out)["e_opt"] == pytest.approx(expected) and expected < dense_e_opt
     code, out = run(base[:-1] + sparse, capsys)
     assert "k=512 (k/L'=0.0625)" in out
+
+
+def test_stage_names_are_the_model_configs():
+    """theory cannot import smoe (it stands alone), so the one vocabulary of attention_in is kept by this check."""
+    from smoe.config import ATTENTION_PLACES
+    from theory.cost_model import ATTENTION_PLACES as THEORY_PLACES
+
+    assert THEORY_PLACES == ATTENTION_PLACES
