@@ -74,9 +74,9 @@ def build(cfg: RunConfig, mesh: Mesh) -> Programs:
     opt_sh = jax.tree.map(lambda a: a.sharding, opt_state)
     batch_sh, repl = sharding.batch_sharding(mesh), sharding.replicated(mesh)
 
-    def loss_fn(params, router, window_bt):
+    def loss_fn(params, router, window_bt, measure=False):
         model = for_compute(nnx.merge(graphdef, params, router))
-        loss, metrics = lm_loss(model, window_bt)
+        loss, metrics = lm_loss(model, window_bt, measure)
         return loss, (metrics, nnx.to_pure_dict(nnx.state(model, RouterState)))
 
     def train_step(state, opt_state, window_bt):
@@ -94,8 +94,7 @@ def build(cfg: RunConfig, mesh: Mesh) -> Programs:
     def eval_step(state, window_bt):
         """The cross-entropy and the eval-only metrics (`lm_loss(measure=True)`: the indexer recall, and
         its KL beside it)."""
-        model = for_compute(nnx.merge(graphdef, _pick(state, param_like), _pick(state, router_like)))
-        metrics = lm_loss(model, window_bt, measure=True)[1]
+        metrics = loss_fn(_pick(state, param_like), _pick(state, router_like), window_bt, measure=True)[1][0]
         return {name: value for name, value in metrics.items() if name == "ce" or "/indexer_" in name}
 
     jit_train = jax.jit(train_step, in_shardings=(state_sh, opt_sh, batch_sh),
