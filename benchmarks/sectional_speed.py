@@ -8,7 +8,9 @@ Per E: the FLOP ratio (sectional/dense analytic train FLOPs), the step-time rati
 rounds of sectional/dense step time within the round), the speedup over dense relative to the
 FLOP-predicted one (flop ratio / step-time ratio; 1.0 = time follows FLOPs), and each model's
 achieved analytic FLOP/s as a fraction of this machine's fp32 matmul peak (`smoe measure`'s
-yardstick: one n x n matmul on one device, measured before and after the rounds). The mesh for E is
+yardstick: one n x n matmul on one device, measured before and after the rounds), and the rate of
+the model's FFN input matmul alone at its own shape (experts' width d/E, batched over E) as a
+fraction of the same peak: what the narrow matmuls can reach at best. The mesh for E is
 `smoe measure`'s `devices: N` rule: expert = gcd(E, N), data = N / expert.
 
 `--profile dense` (or E4, ...) instead traces `--steps` train steps of that model with
@@ -87,6 +89,7 @@ def main() -> int:
     def train_flops(cfg):
         return accounting.TRAIN_FLOPS_PER_FORWARD * accounting.analytic_flops(cfg.model, cfg.train.batch_size)
 
+    ffn_rate = {name: ffn_matmul_flops(cfg) for name, cfg in configs.items()}
     step_s = {name: [s / args.steps for s in samples[name]] for name in configs}
     rows = {}
     for name, cfg in configs.items():
@@ -97,21 +100,42 @@ def main() -> int:
                       "mesh": f"{cfg.mesh.data}x{cfg.mesh.expert}", "train_flops": train_flops(cfg),
                       "median_step_s": median, "flop_ratio": flop_ratio, "step_time_ratio": step_ratio,
                       "speedup_vs_predicted": flop_ratio / step_ratio,
-                      "fraction_of_matmul_peak": train_flops(cfg) / median / peak, "samples_step_s": step_s[name]}
+                      "fraction_of_matmul_peak": train_flops(cfg) / median / peak,
+                      "ffn_matmul_fraction_of_peak": ffn_rate[name] / peak, "samples_step_s": step_s[name]}
     result = {"model": configs["dense"].model.__dict__, "batch_size": configs["dense"].train.batch_size,
               "devices": args.devices, "rounds": args.rounds, "steps_per_call": args.steps,
               "matmul_peak_flops": peak, "matmul_peak_samples": peaks, "command": " ".join(sys.argv),
               **context(), "rows": rows}
     print(f"devices {args.devices}; fp32 matmul peak {peak / 1e9:.1f} GFLOP/s")
     print(f"{'model':>6s} {'mesh':>5s} {'step ms':>8s} {'flops/dense':>11s} {'time/dense':>10s} "
-          f"{'speedup/predicted':>17s} {'of peak':>7s}")
+          f"{'speedup/predicted':>17s} {'of peak':>7s} {'ffn matmul of peak':>18s}")
     for name, row in rows.items():
         print(f"{name:>6s} {row['mesh']:>5s} {1e3 * row['median_step_s']:8.1f} {row['flop_ratio']:11.3f} "
               f"{row['step_time_ratio']:10.3f} {row['speedup_vs_predicted']:17.3f} "
-              f"{row['fraction_of_matmul_peak']:7.1%}")
+              f"{row['fraction_of_matmul_peak']:7.1%} {row['ffn_matmul_fraction_of_peak']:18.1%}")
     if args.out:
         atomic.write_text(args.out, json.dumps(result, indent=1))
     return 0
+
+
+def ffn_matmul_flops(cfg) -> float:
+    """FLOP/s of the model's FFN input matmul alone at its own shape: [tokens, d] x [d, 4d] for dense,
+    batched over E at width d/E for sectional (as the experts run it, all E in one einsum). How far
+    the narrow experts' matmuls fall below the big one bounds how closely step time can follow FLOPs."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from smoe.measure.timing import time_fn
+
+    m = cfg.model
+    experts = m.n_experts if m.kind == "sectional" else 1
+    width, tokens = m.d_model // experts, cfg.train.batch_size * m.seq_len
+    rng = np.random.default_rng(0)
+    x_etd = jnp.asarray(rng.standard_normal((experts, tokens, width), dtype=np.float32))
+    w_edf = jnp.asarray(rng.standard_normal((experts, width, m.ffn_mult * width), dtype=np.float32))
+    timing = time_fn(jax.jit(lambda x, w: jnp.einsum("etd,edf->etf", x, w)), x_etd, w_edf, repeats=9)
+    return 2.0 * experts * tokens * width * m.ffn_mult * width / timing["median_s"]
 
 
 def profile(run, steps: int, top: int = 25) -> int:
