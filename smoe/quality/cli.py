@@ -53,7 +53,7 @@ def resolve_lr(point):
 
     if not point.lr_from:
         return point
-    return dataclasses.replace(point, lr_scale=lr_scale_from(point.lr_from, point.label))
+    return dataclasses.replace(point, lr_scale=lr_scale_from(point.lr_from, point.label, point.d_model))
 
 
 def parse_train_point(raw: dict):

@@ -120,9 +120,11 @@ def lr_choices(all_settings: list[Setting]) -> list[dict]:
     return choices
 
 
-def lr_scale_from(directory: str, label: str) -> float:
-    """`label`'s chosen lr_scale in the learning-rate sweep stored in `directory`: at its smallest
-    budget, at the width whose best scale reached the lowest loss."""
+def lr_scale_from(directory: str, label: str, d_model: int) -> float:
+    """`label`'s chosen lr_scale in the learning-rate sweep stored in `directory`, at its smallest
+    budget: the choice at width `d_model` where that width was swept (the best scale moves with
+    width: sectional E8 r1 chose 2 at d = 32 and 1 at d = 64 in iso_flop_controls_lr, 2 costing
+    0.12 bpb at d = 64), else at the width whose best scale reached the lowest loss."""
     from smoe.errors import UserError
     from smoe.sweep.store import ResultStore
 
@@ -134,7 +136,8 @@ def lr_scale_from(directory: str, label: str) -> float:
     if not choices:
         raise UserError(f"lr_from: {directory} holds no {label} trained at two or more lr_scales; run its "
                         f"learning-rate sweep first (e.g. experiments/configs/iso_flop_controls_lr.yaml) or drop lr_from")
-    best = min(choices, key=lambda c: min(c["tried"].values()))
+    same_width = [c for c in choices if c["d_model"] == d_model]
+    best = min(same_width or choices, key=lambda c: min(c["tried"].values()))
     return best["lr_scale"]
 
 

@@ -100,16 +100,19 @@ def test_report_writes_effects_and_lr_choice(tmp_path):
     assert set(fits["loss_vs_budget"]) >= {"dense", "hourglass r2", "sectional E4 r2"}
 
 
-def test_lr_from_takes_the_familys_choice_at_the_smallest_budget(tmp_path):
+def test_lr_from_takes_the_familys_choice_at_the_smallest_budget_and_the_points_width(tmp_path):
     rows = [_row("dense", bpb, 0, lr_scale=scale, d_model=d) for d, scale, bpb in
             ((32, 0.5, 3.6), (32, 1.0, 3.5), (32, 2.0, 3.45), (64, 0.5, 3.4), (64, 1.0, 3.5), (64, 2.0, 3.7))]
     rows += [_row("dense", 3.0, 0, lr_scale=scale, budget=10 * C) for scale in (1.0, 2.0)]  # a larger budget: ignored
     spec = SweepSpec(name="lr", kind="stored", grid={"i": list(range(len(rows)))})
     run_sweep(spec, tmp_path, lambda point: rows[point["i"]], progress=False)
-    assert verdicts.lr_scale_from(str(tmp_path), "dense") == 0.5  # d=64's choice reached the lowest loss
-    point = resolve_lr(point_from_dict({"family": "dense", "d_model": 32, "budget": 1e12, "lr_from": str(tmp_path)}))
-    assert point.lr_scale == 0.5
+    assert verdicts.lr_scale_from(str(tmp_path), "dense", 32) == 2.0  # the swept width's own choice
+    assert verdicts.lr_scale_from(str(tmp_path), "dense", 64) == 0.5
+    assert verdicts.lr_scale_from(str(tmp_path), "dense", 128) == 0.5  # not swept: d=64's reached the lowest loss
+    for d_model, scale in ((32, 2.0), (64, 0.5)):
+        raw = {"family": "dense", "d_model": d_model, "budget": 1e12, "lr_from": str(tmp_path)}
+        assert resolve_lr(point_from_dict(raw)).lr_scale == scale
     with pytest.raises(UserError, match=r"^lr_from: .* holds no hourglass r2 trained at two or more lr_scales"):
-        verdicts.lr_scale_from(str(tmp_path), "hourglass r2")
+        verdicts.lr_scale_from(str(tmp_path), "hourglass r2", 32)
     with pytest.raises(UserError, match="^lr_scale: a point with lr_from"):
         point_from_dict({"family": "dense", "d_model": 32, "budget": 1e12, "lr_from": "x", "lr_scale": 2.0})
