@@ -103,7 +103,7 @@ def _program_measurements(path: str, program: str):
 
 
 def _run_file(args: argparse.Namespace) -> int:
-    from smoe.fit.series import fit_series
+    from smoe.fit.series import fit_series, slowdown_text
     from theory.measurements import load_measurements
     from theory.rounds import rounds_from_measurements
 
@@ -141,7 +141,8 @@ def _run_file(args: argparse.Namespace) -> int:
         print(f"held-out MAPE n/a: {rounds.experts.size} distinct E leave none to hold out (need 3)")
     if result["verdict"] is not None:
         print(f"best measured E by the law = {result['predicted_best_e']}  measured fastest E = "
-              f"{result['measured_best_e']}  tied set {result['tied_set']}  verdict: {result['verdict']}")
+              f"{result['measured_best_e']}  tied set {result['tied_set']}  verdict: {result['verdict']}; "
+              f"{slowdown_text(result)}")
     else:
         print("verdict n/a: " + ("--bootstrap 0 gives no measured optimum" if args.bootstrap == 0
                                  else "needs at least 2 repetitions of every E"))

@@ -46,11 +46,19 @@ def fit_series(rounds: Rounds, *, regime: str, overhead: str = "auto", bootstrap
         "drift_cv": rounds.drift_cv,
         # The verdict compares like with like: the chosen law's best E among the measured E.
         "predicted_best_e": best_candidate(chosen.coefficients, rounds.experts),
-        "p_fastest": None, "tied_set": None, "measured_best_e": None, "verdict": None,
+        "p_fastest": None, "tied_set": None, "measured_best_e": None, "slowdown": None, "verdict": None,
+        "predicted_slowdown": None,
     }
     counts = np.isfinite(rounds.samples).sum(axis=0)
     if bootstrap > 0 and counts.min() >= MIN_ROUNDS_FOR_OPTIMUM:
         optimum = measured_optimum(rounds, bootstrap=max(bootstrap, 200), confidence=confidence, seed=seed)
         out.update(optimum.to_json())
         out["verdict"] = verdict(out["predicted_best_e"], optimum)
+        out["predicted_slowdown"] = out["slowdown"].get(str(out["predicted_best_e"]))
     return json_safe(out)
+
+
+def slowdown_text(fit: dict) -> str:
+    """The law's best measured E against the measured fastest, as the printed summaries say it."""
+    point, low, high = (100 * v for v in fit["predicted_slowdown"])
+    return f"the law's E is {point:+.1f}% [{low:+.1f}, {high:+.1f}] slower than the fastest"

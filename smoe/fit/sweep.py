@@ -22,7 +22,7 @@ import numpy as np
 
 from smoe.accounting import TRAIN_FLOPS_PER_FORWARD
 from smoe.errors import UserError
-from smoe.fit.series import fit_series
+from smoe.fit.series import fit_series, slowdown_text
 from smoe.measure.point import CONFIG_KEYS, MEASURE_KEYS
 from smoe.sweep.spec import REPEAT_FIELD
 from smoe.sweep.store import ResultStore
@@ -198,7 +198,7 @@ def summary_lines(result: dict) -> list[str]:
                          f"best measured E by the law={fit['predicted_best_e']}  leave-one-E-out={100 * law['cv_error']:.1f}%  "
                          f"held-out MAPE={mape}")
             lines.append(f"  {'':10s} measured fastest E={entry['measured_best_e']} tied set={fit['tied_set']} "
-                         f"-> verdict: {entry['verdict']}")
+                         f"-> verdict: {entry['verdict']}; {slowdown_text(fit)}")
         lines += _exchange_lines(group)
     return lines
 

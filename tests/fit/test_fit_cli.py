@@ -37,6 +37,8 @@ def test_fit_json_keeps_todays_keys_and_adds_every_law(tmp_path, capsys):
     assert data["verdict"] in ("agree", "consistent", "disagree") and data["measured_best_e"] in data["tied_set"]
     assert data["predicted_best_e"] in (1, 2, 4, 8, 16, 32, 64)  # the law's best among the measured E
     assert sum(data["p_fastest"].values()) == pytest.approx(1.0)
+    assert data["predicted_slowdown"] == data["slowdown"][str(data["predicted_best_e"])]
+    assert data["slowdown"][str(data["measured_best_e"])] == [0.0, 0.0, 0.0]
     data = _json(["fit", str(_measurements(tmp_path)), "--bootstrap", "0"], capsys)
     # The largest E is held out by default, as for a sweep DIR; no bootstrap means no intervals, no verdict.
     assert data["holdout_mape"] < 10 and data["alpha_ci"] is None and data["verdict"] is None

@@ -45,7 +45,12 @@ def test_fit_dir_recovers_alpha_and_writes_json_and_figure(tmp_path, capsys):
     # 1 % noise, 9 repetitions: S(16) is 10 % slower than S(8), so E = 8 alone is the fastest.
     assert entry["measured_best_e"] == 8 and fit["tied_set"] == [8] and entry["verdict"] == "agree"
     assert (tmp_path / "fit.png").stat().st_size > 10_000
-    assert "law=quadratic" in capsys.readouterr().out
+    assert fit["predicted_slowdown"] == [0.0, 0.0, 0.0]  # the law's E is the fastest
+    # S(16) is 10 % slower than S(8) by the truth
+    point, low, high = fit["slowdown"]["16"]
+    assert 0 < low < point < high and point == pytest.approx(0.10, abs=0.03)
+    out = capsys.readouterr().out
+    assert "law=quadratic" in out and "the law's E is +0.0% [+0.0, +0.0] slower than the fastest" in out
 
 
 def test_fit_dir_auto_chooses_a_law_and_reports_all(tmp_path, capsys):

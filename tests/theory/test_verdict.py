@@ -25,11 +25,18 @@ def test_clear_winner_agrees_and_near_tie_is_consistent():
     assert opt.fastest == 8 and opt.tied_set == (8,) and opt.p_fastest[8] > 0.95
     assert sum(opt.p_fastest.values()) == pytest.approx(1.0)
     assert verdict(8, opt) == "agree" and verdict(16, opt) == "disagree" and verdict(None, opt) == "disagree"
+    # E=16 is 3.5 % slower by construction; 1 % noise per sample, 20 rounds
+    truth_16 = law_value(TRUTH, [16])[0] / law_value(TRUTH, [8])[0] - 1
+    point, low, high = opt.slowdown[16]
+    assert low < truth_16 < high and 0 < low and abs(point - truth_16) < 0.01
+    assert opt.slowdown[8] == (0.0, 0.0, 0.0)
     tie = clear.copy()
     tie[:, 4] = tie[:, 3] * (1 + 0.002 * rng.standard_normal(20))  # E=16 equal to E=8 up to noise
     opt = _optimum(tie)
     assert set(opt.tied_set) == {8, 16}
     assert verdict(8, opt) == "consistent" and verdict(16, opt) == "consistent" and verdict(4, opt) == "disagree"
+    tied_slowdown = opt.slowdown[16 if opt.fastest == 8 else 8]
+    assert tied_slowdown[1] <= 0 < tied_slowdown[2] and abs(tied_slowdown[0]) < 0.005
 
 
 def test_pairing_resolves_what_unpaired_noise_cannot():
