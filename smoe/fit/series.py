@@ -60,5 +60,7 @@ def fit_series(rounds: Rounds, *, regime: str, overhead: str = "auto", bootstrap
 
 def slowdown_text(fit: dict) -> str:
     """The law's best measured E against the measured fastest, as the printed summaries say it."""
+    if fit["predicted_slowdown"] is None:
+        return "slowdown n/a (no measured optimum)"
     point, low, high = (100 * v for v in fit["predicted_slowdown"])
     return f"the law's E is {point:+.1f}% [{low:+.1f}, {high:+.1f}] slower than the fastest"

@@ -39,6 +39,8 @@ def test_a_csv_export_reads_like_its_sweep_dir(tmp_path, capsys):
     assert main(["sweep", "--export", str(tmp_path / "sweep"), str(tmp_path / "m.csv")]) == 0
     capsys.readouterr()
     groups = _json(["fit", str(tmp_path / "sweep"), "--bootstrap", "0"], capsys)["groups"]
+    assert main(["fit", str(tmp_path / "sweep"), "--bootstrap", "0"]) == 0  # the printed summary, no optimum
+    assert "verdict: None; slowdown n/a (no measured optimum)" in capsys.readouterr().out
     for group in groups:
         from_dir = group["fits"]["train_step"]["fit"]
         from_csv = _json(["fit", str(tmp_path / "m.csv"), "--program", "train_step", "--bootstrap", "0",
