@@ -150,7 +150,7 @@ def write_report(directory: Path, out: Path, bootstrap: int, force: bool = False
     comparisons = [report.compare_budget(all_settings, budget) for budget in budgets]
     clark = {}
     for (budget, shorten), group in sorted(loss_laws.clark_groups(all_settings).items()):
-        csv_path = out / f"clark_C{budget:.0e}_r{shorten}.csv"
+        csv_path = out / f"clark_C{budget:.3g}_r{shorten}.csv"
         loss_laws.write_clark_csv(group, csv_path)
         clark[csv_path.name] = loss_laws.fit_clark_group(group, bootstrap, progress)
     budget_law = loss_laws.fit_budget_law(all_settings, bootstrap)
